@@ -1,0 +1,94 @@
+"""``streamrag stack up | down | status``: the whole local stack, in dependency order, idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from producers.cdc.connector import ConnectorError, connector_config, connector_status, register
+from stack import connect, kafka, postgres
+from stack.errors import StackError
+from stack.maven import ensure_jars, require_binary
+from stack.settings import StackSettings
+from streamrag.contracts import Topics
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    address: str
+    healthy: bool
+    detail: str
+
+
+def preflight(settings: StackSettings) -> None:
+    """Fail early, with the install command, when a binary the stack needs is missing."""
+    require_binary(settings.java, "Java (17 or newer)", "apt-get install -y default-jdk-headless")
+    require_binary(settings.mvn, "Apache Maven", "apt-get install -y maven")
+    postgres.bin_dir()
+
+
+def up(settings: StackSettings, log: Callable[[str], None] = print) -> None:
+    preflight(settings)
+    ensure_jars(settings, log=log)
+    log(f"kafka      {kafka.start(settings)}")
+    created = kafka.ensure_topics(settings)
+    if created:
+        log(f"topics     created {', '.join(sorted(created))}")
+    log(f"postgres   {postgres.start(settings)}")
+    log(f"connect    {connect.start(settings)}")
+    try:
+        register(settings.connect_url, settings.connector_name, connector_config(settings.postgres))
+    except ConnectorError as exc:
+        raise StackError(str(exc)) from None
+    log(f"debezium   connector {settings.connector_name} RUNNING -> {Topics.CDC_DOCUMENTS}")
+    qdrant = settings.qdrant
+    log(f"qdrant     {qdrant.url or f'embedded at {qdrant.resolved_path()}'}")
+
+
+def down(settings: StackSettings, log: Callable[[str], None] = print) -> None:
+    """Stop in reverse order; data stays (``rm -rf .data`` to start over)."""
+    for name, stop in (("connect", connect.stop), ("postgres", postgres.stop), ("kafka", kafka.stop)):
+        log(f"{name:<10} {'stopped' if stop(settings) else 'not running'}")
+
+
+def status(settings: StackSettings) -> list[ComponentStatus]:
+    host, port = settings.kafka_host_port
+    pg = settings.postgres
+    out = [
+        ComponentStatus("kafka", f"{host}:{port}", kafka.healthy(settings), "KRaft single node"),
+        ComponentStatus("postgres", f"{pg.host}:{pg.port}", postgres.healthy(settings), "wal_level=logical"),
+        ComponentStatus("connect", settings.connect_url, connect.healthy(settings), "distributed worker"),
+    ]
+    state = "not registered"
+    ok = False
+    if out[-1].healthy:
+        try:
+            st = connector_status(settings.connect_url, settings.connector_name)
+        except Exception as exc:  # a half-started worker answers 5xx; report, do not crash status
+            st, state = {}, f"error: {exc}"
+        if st:
+            states = [st.get("connector", {}).get("state")] + [t.get("state") for t in st.get("tasks", [])]
+            ok = bool(st.get("tasks")) and all(s == "RUNNING" for s in states)
+            state = "/".join(str(s) for s in states)
+    out.append(ComponentStatus("debezium", settings.connector_name, ok, state))
+    q = settings.qdrant
+    out.append(_qdrant_status(q.url, str(q.resolved_path())))
+    return out
+
+
+def _qdrant_status(url: str | None, path: str) -> ComponentStatus:
+    if url:
+        import httpx
+
+        try:
+            healthy = httpx.get(f"{url.rstrip('/')}/readyz", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            healthy = False
+        return ComponentStatus("qdrant", url, healthy, "server")
+    # Embedded mode has nothing to be down: it is opened in-process by whoever uses it.
+    return ComponentStatus("qdrant", path, True, "embedded (qdrant-client local mode)")
+
+
+def status_dicts(settings: StackSettings) -> list[dict[str, object]]:
+    return [asdict(s) for s in status(settings)]

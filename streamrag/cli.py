@@ -1,0 +1,137 @@
+"""The ``streamrag`` command line: one entry point for every pipeline and the local stack.
+
+Subcommands import their pipeline lazily, so ``streamrag --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """streamrag: streaming, event-driven RAG.
+
+    \b
+    Typical session:
+      streamrag stack up                 # Kafka, PostgreSQL, Connect + Debezium on 127.0.0.1
+      streamrag db upsert faq-1 --title "What is X?" --body "X is ..."   # a row change -> CDC
+      streamrag publish --tenant acme --doc-id d1 --version 1 --body "..."  # or publish directly
+      streamrag pipeline run             # index both topics into Qdrant
+      streamrag serve & streamrag ask "What is X?"
+      streamrag lag                      # is everyone keeping up?
+
+    Every setting is also an environment variable: STREAMRAG_<FIELD>, nested with '__'
+    (STREAMRAG_KAFKA__BOOTSTRAP_SERVERS, STREAMRAG_QDRANT_URL, STREAMRAG_TGI_URL, ...).
+    """
+
+
+# --- stack -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def stack() -> None:
+    """The local stack: Kafka (KRaft), PostgreSQL, Kafka Connect + Debezium, Qdrant.
+
+    Jars come from Maven Central into .cache/, data lives in .data/; every command is idempotent.
+    """
+
+
+def _stack_settings() -> Any:
+    from stack.settings import StackSettings
+
+    return StackSettings()
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start (or keep) every component, create topics and register the CDC connector."""
+    from stack.errors import StackError
+    from stack.manager import up
+
+    try:
+        up(_stack_settings(), log=click.echo)
+    except StackError as exc:
+        _fail(str(exc))
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop every component; data is kept."""
+    from stack.manager import down
+
+    down(_stack_settings(), log=click.echo)
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stack_status(as_json: bool) -> None:
+    """Show each component, its address and health. Exit code 1 when any is down."""
+    from stack.manager import status_dicts
+
+    rows = status_dicts(_stack_settings())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            mark = click.style("up  ", fg="green") if row["healthy"] else click.style("DOWN", fg="red")
+            click.echo(f"{mark}  {row['name']:<9} {row['address']:<40} {row['detail']}")
+    sys.exit(0 if all(r["healthy"] for r in rows) else 1)
+
+
+# --- contracts -------------------------------------------------------------------------------------
+
+
+@main.command("schema")
+@click.argument("model", required=False)
+def schema(model: str | None) -> None:
+    """Print the JSON Schema of every event (or of MODEL, e.g. DocumentEvent)."""
+    from streamrag.contracts import EVENT_MODELS, json_schemas
+
+    schemas = json_schemas()
+    if model:
+        if model not in EVENT_MODELS:
+            _fail(f"unknown model {model!r}; choose from {', '.join(EVENT_MODELS)}")
+        schemas = schemas[model]
+    click.echo(json.dumps(schemas, indent=2))
+
+
+def _register_subcommands() -> None:
+    """Attach the pipelines' command groups (each module defines a click command)."""
+    from producers.cli import db, publish
+
+    main.add_command(publish)
+    main.add_command(db)
+    for module, name in (
+        ("streams.cli", "pipeline"),
+        ("serving.cli", "serve"),
+        ("serving.cli", "ask"),
+        ("serving.cli", "llm"),
+        ("serving.cli", "eval_cmd"),
+        ("consumers.cli", "lag"),
+        ("consumers.cli", "consumers"),
+        ("training.cli", "models"),
+        ("training.cli", "index"),
+        ("training.cli", "train"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(module.split(".")[0]):
+                continue  # that pipeline is not part of this build
+            raise
+        command = getattr(mod, name, None)
+        if command is not None:
+            main.add_command(command)
+
+
+_register_subcommands()

@@ -1,0 +1,103 @@
+"""Connection settings shared by the deployables: Kafka, Qdrant, PostgreSQL and the project paths.
+
+Each deployable (pipeline, API, consumers, trainer) has its own settings model in its package and
+composes these. Every field can be set from the environment with the ``STREAMRAG_`` prefix and
+``__`` for nesting, e.g. ``STREAMRAG_KAFKA__BOOTSTRAP_SERVERS`` or the documented shortcuts
+(``STREAMRAG_QDRANT_URL``). Secrets are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def project_root() -> Path:
+    """The checkout (or working directory) that holds the project's data and cache dirs."""
+    env = os.environ.get("STREAMRAG_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka. :meth:`librdkafka` dumps the librdkafka keys confluent-kafka takes."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    partitions: int = Field(default=4, ge=1, description="Partitions of topics the project creates.")
+    replication_factor: int = Field(default=1, ge=1)
+
+    def librdkafka(self, **extra: Any) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(extra)
+        return conf
+
+
+class QdrantSettings(BaseModel):
+    """Embedded local mode at ``path`` unless ``url`` names a Qdrant server."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+    path: Path | None = None
+    collection: str = Field(default="streamrag", description="The alias the API reads.")
+
+    def resolved_path(self) -> Path:
+        return self.path or project_root() / ".data" / "qdrant"
+
+
+class PostgresSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 15432
+    database: str = "streamrag"
+    user: str = "streamrag"
+    password: SecretStr = SecretStr("streamrag")
+
+    def dsn(self) -> str:
+        return (
+            f"host={self.host} port={self.port} dbname={self.database} "
+            f"user={self.user} password={self.password.get_secret_value()}"
+        )
+
+
+class CommonSettings(BaseSettings):
+    """Settings every deployable reads. Subclass it per deployable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMRAG_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    qdrant: QdrantSettings = QdrantSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    qdrant_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STREAMRAG_QDRANT_URL", "qdrant_url"),
+        description="Shortcut for qdrant.url: switch from embedded Qdrant to a server.",
+    )
+    data_dir: Path = Field(default_factory=lambda: project_root() / ".data")
+    cache_dir: Path = Field(default_factory=lambda: project_root() / ".cache")
+    log_level: str = "INFO"
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.qdrant_url and not self.qdrant.url:
+            self.qdrant = self.qdrant.model_copy(update={"url": self.qdrant_url})
+        if self.qdrant.path is None and not self.qdrant.url:
+            self.qdrant = self.qdrant.model_copy(update={"path": self.data_dir / "qdrant"})
