@@ -1,0 +1,1 @@
+"""Data builders and helpers shared by the tests."""
