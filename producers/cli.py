@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streamrag.contracts import DocumentEvent, EventValidationError, Op, utcnow
+from streamrag.contracts import DocumentEvent, EventValidationError, Op, Topics, utcnow
 
 
 def _event_from_json(line: str, where: str) -> DocumentEvent:
@@ -33,7 +33,9 @@ def _event_from_json(line: str, where: str) -> DocumentEvent:
     help="JSON lines of DocumentEvent objects ('-' for stdin) instead of the options above.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print deliveries as JSON lines.")
+@click.option("--topic", default=Topics.DOCUMENTS, show_default=True, help="Topic to publish to.")
 def publish(
+    topic: str,
     tenant: str | None, doc_id: str | None, version: int | None, op: str, title: str, body: str | None,
     metadata: str, path: str | None, as_json: bool,
 ) -> None:  # fmt: skip
@@ -73,7 +75,7 @@ def publish(
     except ValueError as exc:  # pydantic ValidationError and JSON errors are ValueErrors
         raise click.ClickException(f"invalid event: {str(exc).splitlines()[0]} ({exc})") from None
     try:
-        with Publisher(settings.kafka) as publisher:
+        with Publisher(settings.kafka, topic=topic) as publisher:
             deliveries = publisher.publish_many(events)
     except PublishError as exc:
         raise click.ClickException(str(exc)) from None

@@ -25,7 +25,7 @@ class Managed:
     def pid(self) -> int | None:
         """The pid if the recorded process is alive (a stale pid file counts as not running)."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid = int(self.pid_file.read_text().split("\n", 1)[0].strip())
         except (FileNotFoundError, ValueError):
             return None
         try:

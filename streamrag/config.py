@@ -8,7 +8,10 @@ composes these. Every field can be set from the environment with the ``STREAMRAG
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +65,50 @@ class QdrantSettings(BaseModel):
     def resolved_path(self) -> Path:
         return self.path or project_root() / ".data" / "qdrant"
 
+    def client(self) -> Any:
+        """A Qdrant client: a server's when ``url`` is set, else the embedded store at the path.
+
+        Embedded mode (qdrant-client local mode) allows one process per folder and is not
+        thread-safe, so within a process every caller shares one client per folder, whose calls
+        are serialised by a lock. A Qdrant server has neither limit.
+        """
+        from qdrant_client import QdrantClient
+
+        if self.url:
+            key = self.api_key.get_secret_value() if self.api_key else None
+            return QdrantClient(url=self.url, api_key=key, timeout=30)
+        path = str(self.resolved_path().resolve())
+        with _LOCAL_CLIENTS_LOCK:
+            client = _LOCAL_CLIENTS.get(path)
+            if client is None:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                client = _Serialised(QdrantClient(path=path, force_disable_check_same_thread=True))
+                _LOCAL_CLIENTS[path] = client
+            return client
+
+
+class _Serialised:
+    """Proxy that serialises every method call of the wrapped object with one re-entrant lock."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
+_LOCAL_CLIENTS: dict[str, Any] = {}
+_LOCAL_CLIENTS_LOCK = threading.Lock()
+
 
 class PostgresSettings(BaseModel):
     host: str = "127.0.0.1"
@@ -101,3 +148,28 @@ class CommonSettings(BaseSettings):
             self.qdrant = self.qdrant.model_copy(update={"url": self.qdrant_url})
         if self.qdrant.path is None and not self.qdrant.url:
             self.qdrant = self.qdrant.model_copy(update={"path": self.data_dir / "qdrant"})
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
+    """Structured logs: JSON lines when ``STREAMRAG_LOG_FORMAT=json`` (or ``fmt="json"``), else text."""
+    handler = logging.StreamHandler()
+    if (fmt or os.environ.get("STREAMRAG_LOG_FORMAT", "text")) == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -340,3 +340,50 @@ def parse_debezium(key: bytes | str | None, value: bytes | str | None) -> Docume
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- The index: the contract between the feature pipeline (writer) and the API (reader) -----------
+
+
+class IndexSchema:
+    """How chunks are laid out in Qdrant. The pipeline writes it; the API and trainer read it.
+
+    A collection per embedding model version holds chunk points with the named vectors below;
+    beside it, ``<collection>.docs`` holds the per-document version registry (the fence). The
+    API reads through the alias :attr:`streamrag.config.QdrantSettings.collection`.
+    """
+
+    DENSE: Final = "dense"
+    SPARSE: Final = "sparse"
+    REGISTRY_SUFFIX: Final = ".docs"
+    # Payload fields of a chunk point.
+    TENANT: Final = "tenant"
+    DOC_ID: Final = "doc_id"
+    DOC_KEY: Final = "doc_key"
+    VERSION: Final = "version"
+    CHUNK_INDEX: Final = "chunk_index"
+    TEXT: Final = "text"
+    PARENT_TEXT: Final = "parent_text"
+    SOURCE_TS: Final = "source_ts"
+    INDEXED_TS: Final = "indexed_ts"
+    MODEL_ID: Final = "model_id"
+    METADATA: Final = "metadata"
+
+    @staticmethod
+    def collection_for(alias: str, model_version: str) -> str:
+        """The physical collection of one embedding model version behind ``alias``."""
+        return f"{alias}__{model_version}"
+
+
+def sparse_encode(token_ids: list[int], k1: float = 1.2) -> tuple[list[int], list[float]]:
+    """The lexical vector of a text from its tokenizer ids: saturated term frequency per token id.
+
+    ``tf * (k1 + 1) / (tf + k1)``; the collection applies IDF (Qdrant ``Modifier.IDF``), so
+    together they score like BM25 without length normalisation. Both the pipeline (documents)
+    and the API (queries) must use this function with the same tokenizer.
+    """
+    counts: dict[int, int] = {}
+    for tid in token_ids:
+        counts[tid] = counts.get(tid, 0) + 1
+    indices = sorted(counts)
+    return indices, [counts[i] * (k1 + 1) / (counts[i] + k1) for i in indices]

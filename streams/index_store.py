@@ -1,0 +1,197 @@
+"""Writing documents to Qdrant exactly: deterministic ids, a version registry, stale-chunk cleanup.
+
+Layout (see :class:`streamrag.contracts.IndexSchema`): a chunk collection per embedding model
+version, and beside it a registry collection with one entry per accepted ``(document, version,
+op)``. Every write is idempotent and the sequence below is safe under replays, crashes between any
+two calls, and concurrent writers of the same document (for example the same document arriving
+from the CDC topic and the documents topic on two workers):
+
+1. upsert the new version's chunk points (ids from tenant, doc_id, version, chunk index, model);
+2. upsert the registry entry for ``(doc, version, op)``;
+3. read the document's largest registered ``order`` (version * 2 + 1 for a delete);
+4. delete the document's chunks of every older version (and all of them if the largest is a delete);
+5. prune registry entries below the largest.
+
+A writer whose version lost a race deletes its own chunks in step 4, because step 3 happens after
+its step 1 and sees the newer entry; a newer writer's step 4 removes older chunks written before
+it. Every chunk of a non-latest version is therefore eventually deleted, and the latest version's
+chunks are never deleted by anyone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import models as qm
+
+from streamrag.contracts import IndexSchema as S
+from streamrag.contracts import Op, utcnow
+from streams.batch import PreparedDoc
+
+#: Namespace of every streamrag point id (uuid5).
+POINT_NAMESPACE = uuid.UUID("6f1c2a3e-8b4d-5e6f-9a0b-1c2d3e4f5a6b")
+
+
+def chunk_point_id(tenant: str, doc_id: str, version: int, chunk_index: int, model_version: str) -> str:
+    """Deterministic: the same chunk of the same version under the same model is the same point."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"chunk\x1f{tenant}\x1f{doc_id}\x1f{version}\x1f{chunk_index}\x1f{model_version}"))
+
+
+def registry_point_id(doc_key: str, order: int) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"doc\x1f{doc_key}\x1f{order}"))
+
+
+def order_of(version: int, op: Op) -> int:
+    """The registry's total order: ``(version, op_rank)`` packed in one integer."""
+    return version * 2 + (1 if op is Op.DELETE else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    order: int
+    version: int
+    op: Op
+    chunk_count: int
+    indexed_ts: str
+
+
+class IndexStore:
+    """The pipeline's view of one collection (one embedding model version)."""
+
+    def __init__(self, client: Any, alias: str, model_version: str, dim: int, model_id: str) -> None:
+        self.client = client
+        self.alias = alias
+        self.collection = S.collection_for(alias, model_version)
+        self.registry = self.collection + S.REGISTRY_SUFFIX
+        self.model_version = model_version
+        self.model_id = model_id
+        self.dim = dim
+
+    # --- setup -----------------------------------------------------------------------------------
+
+    def ensure(self, point_alias: bool = True) -> None:
+        """Create the collections if missing; point the alias at this one if the alias is unset."""
+        if not self.client.collection_exists(self.collection):
+            self.client.create_collection(
+                self.collection,
+                vectors_config={S.DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
+                sparse_vectors_config={S.SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            )
+            for field, schema in ((S.DOC_KEY, qm.PayloadSchemaType.KEYWORD), (S.TENANT, qm.PayloadSchemaType.KEYWORD),
+                                  (S.VERSION, qm.PayloadSchemaType.INTEGER)):  # fmt: skip
+                self.client.create_payload_index(self.collection, field, schema)
+        if not self.client.collection_exists(self.registry):
+            self.client.create_collection(
+                self.registry, vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT)
+            )
+            self.client.create_payload_index(self.registry, S.DOC_KEY, qm.PayloadSchemaType.KEYWORD)
+        if point_alias:
+            aliases = {a.alias_name for a in self.client.get_aliases().aliases}
+            if self.alias not in aliases:
+                self.client.update_collection_aliases(
+                    [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=self.collection,
+                                                                         alias_name=self.alias))]  # fmt: skip
+                )
+
+    # --- the fence -------------------------------------------------------------------------------
+
+    def latest(self, doc_keys: Iterable[str]) -> dict[str, Registered]:
+        """The largest registered entry of each document (documents never seen are absent)."""
+        keys = sorted(set(doc_keys))
+        if not keys:
+            return {}
+        out: dict[str, Registered] = {}
+        offset = None
+        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
+        while True:
+            points, offset = self.client.scroll(
+                self.registry, scroll_filter=flt, limit=1024, offset=offset, with_payload=True, with_vectors=False
+            )
+            for p in points:
+                pl = p.payload or {}
+                entry = Registered(pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS])
+                cur = out.get(pl[S.DOC_KEY])
+                if cur is None or entry.order > cur.order:
+                    out[pl[S.DOC_KEY]] = entry
+            if offset is None:
+                return out
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def apply(self, docs: list[PreparedDoc]) -> int:
+        """Apply the batch's document changes (steps 1-5 above); returns chunk points written."""
+        if not docs:
+            return 0
+        now = utcnow().isoformat()
+        points: list[qm.PointStruct] = []
+        entries: list[qm.PointStruct] = []
+        for doc in docs:
+            ev = doc.src.event
+            for ch in doc.chunks:
+                points.append(
+                    qm.PointStruct(
+                        id=chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, self.model_version),
+                        vector={
+                            S.DENSE: list(ch.dense),
+                            S.SPARSE: qm.SparseVector(indices=list(ch.sparse_indices), values=list(ch.sparse_values)),
+                        },
+                        payload={
+                            S.TENANT: ev.tenant, S.DOC_ID: ev.doc_id, S.DOC_KEY: ev.key, S.VERSION: ev.version,
+                            S.CHUNK_INDEX: ch.index, "chunk_count": len(doc.chunks), "title": doc.title,
+                            S.TEXT: ch.text, "parent_index": ch.parent_index, S.PARENT_TEXT: ch.parent_text,
+                            S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: now, S.MODEL_ID: self.model_id,
+                            S.METADATA: ev.metadata, "source": ev.source,
+                            "source_topic": doc.src.topic, "source_partition": doc.src.partition,
+                            "source_offset": doc.src.offset,
+                        },
+                    )  # fmt: skip
+                )
+            order = order_of(ev.version, ev.op)
+            entries.append(
+                qm.PointStruct(
+                    id=registry_point_id(ev.key, order),
+                    vector=[1.0],
+                    payload={
+                        S.DOC_KEY: ev.key, S.TENANT: ev.tenant, S.DOC_ID: ev.doc_id, S.VERSION: ev.version,
+                        "op": ev.op.value, "order": order, "chunk_count": len(doc.chunks),
+                        S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: now, "lsn": ev.lsn,
+                        "source_topic": doc.src.topic, "source_partition": doc.src.partition,
+                        "source_offset": doc.src.offset,
+                    },
+                )  # fmt: skip
+            )
+        if points:
+            self.client.upsert(self.collection, points=points, wait=True)  # 1
+        self.client.upsert(self.registry, points=entries, wait=True)  # 2
+        latest = self.latest(d.src.event.key for d in docs)  # 3
+        stale_chunks: list[qm.Filter] = []
+        old_entries: list[qm.Filter] = []
+        for key, top in latest.items():
+            # Chunks of versions below the latest go; a latest delete takes its own version too.
+            bound = qm.Range(lte=top.version) if top.op is Op.DELETE else qm.Range(lt=top.version)
+            stale_chunks.append(qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
+                                                qm.FieldCondition(key=S.VERSION, range=bound)]))  # fmt: skip
+            old_entries.append(qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
+                                               qm.FieldCondition(key="order", range=qm.Range(lt=top.order))]))  # fmt: skip
+        self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=qm.Filter(should=stale_chunks)),
+                           wait=True)  # 4  # fmt: skip
+        self.client.delete(self.registry, points_selector=qm.FilterSelector(filter=qm.Filter(should=old_entries)),
+                           wait=True)  # 5  # fmt: skip
+        return len(points)
+
+    # --- reading (tests, status) -----------------------------------------------------------------
+
+    def chunk_index(self) -> dict[str, tuple[int, int]]:
+        """Every chunk point: id -> (version, chunk_index). For exactness checks."""
+        out: dict[str, tuple[int, int]] = {}
+        offset = None
+        while True:
+            points, offset = self.client.scroll(self.collection, limit=2048, offset=offset, with_payload=True,
+                                                with_vectors=False)  # fmt: skip
+            for p in points:
+                out[str(p.id)] = (p.payload[S.VERSION], p.payload[S.CHUNK_INDEX])
+            if offset is None:
+                return out

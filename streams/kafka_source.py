@@ -1,0 +1,181 @@
+"""A partitioned Kafka source whose position is the consumer group's committed offset.
+
+Each Kafka topic-partition is one Bytewax partition, read by one worker with a plain
+``assign``-ed consumer (no group membership, no automatic commits). A partition resumes from its
+resume state when Bytewax recovery gives one, else from the group's committed offset, else from
+the beginning. Offsets are committed by :mod:`streams.commit` only after the batch's effects are
+durable, so the committed offset is always a safe restart point and Kafka's tools show true lag.
+
+Messages are emitted in :class:`RawBatch` micro-batches: a batch closes when it holds
+``max_messages`` or ``max_wait_s`` after its first message, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+#: How long an idle partition sleeps between polls (seconds). Bounds the added latency when idle.
+IDLE_POLL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Consecutive messages of one topic-partition; ``next_offset`` is the offset to commit after it."""
+
+    topic: str
+    partition: int
+    messages: tuple[RawMessage, ...]
+
+    @property
+    def next_offset(self) -> int:
+        return self.messages[-1].offset + 1
+
+
+def part_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def parse_part(name: str) -> tuple[str, int]:
+    topic, _, partition = name.rpartition(":")
+    return topic, int(partition)
+
+
+class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
+    def __init__(
+        self, conf: dict[str, Any], topic: str, partition: int, start: int, max_messages: int,
+        max_wait_s: float, stop: threading.Event | None, stop_when_idle_s: float | None,
+    ) -> None:  # fmt: skip
+        self._consumer = Consumer(conf)
+        self._consumer.assign([TopicPartition(topic, partition, start)])
+        self._topic, self._partition = topic, partition
+        self._max_messages, self._max_wait_s = max_messages, max_wait_s
+        self._buffer: list[RawMessage] = []
+        self._first_at = 0.0
+        self._next_offset = start  # position after the last emitted message
+        self._stop = stop
+        self._stop_when_idle_s = stop_when_idle_s
+        self._last_activity = time.monotonic()
+        self._idle = False
+
+    def next_batch(self) -> list[RawBatch]:
+        if self._stop is not None and self._stop.is_set():
+            raise StopIteration
+        msgs = self._consumer.consume(num_messages=self._max_messages - len(self._buffer), timeout=0)
+        now = time.monotonic()
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            if not self._buffer:
+                self._first_at = now
+            ts_type, ts = msg.timestamp()
+            self._buffer.append(
+                RawMessage(self._topic, self._partition, msg.offset(), msg.key(), msg.value(), ts if ts_type else 0)
+            )
+        self._idle = not msgs
+        if msgs:
+            self._last_activity = now
+        elif self._stop_when_idle_s is not None and now - self._last_activity > self._stop_when_idle_s:
+            if not self._buffer:
+                raise StopIteration
+        if self._buffer and (len(self._buffer) >= self._max_messages or now - self._first_at >= self._max_wait_s):
+            batch = RawBatch(self._topic, self._partition, tuple(self._buffer))
+            self._buffer = []
+            self._next_offset = batch.next_offset
+            return [batch]
+        return []
+
+    def next_awake(self) -> datetime | None:
+        if self._buffer:
+            wait = max(0.0, self._first_at + self._max_wait_s - time.monotonic())
+            return datetime.now(UTC) + timedelta(seconds=min(wait, IDLE_POLL_S))
+        if self._idle:
+            return datetime.now(UTC) + timedelta(seconds=IDLE_POLL_S)
+        return None
+
+    def snapshot(self) -> int:
+        return self._next_offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
+    """Every partition of ``topics``, positioned by ``group_id``'s committed offsets.
+
+    ``stop`` (an event) ends every partition when set: used to stop an in-process pipeline.
+    ``stop_when_idle_s`` ends a partition after that long without new messages (backfills, tests).
+    """
+
+    def __init__(
+        self, conf: dict[str, Any], topics: list[str], group_id: str, max_messages: int = 64,
+        max_wait_s: float = 0.25, stop: threading.Event | None = None, stop_when_idle_s: float | None = None,
+    ) -> None:  # fmt: skip
+        self._conf = conf
+        self._topics = topics
+        self._group_id = group_id
+        self._max_messages = max_messages
+        self._max_wait_s = max_wait_s
+        self._stop = stop
+        self._stop_when_idle_s = stop_when_idle_s
+
+    def _consumer_conf(self) -> dict[str, Any]:
+        return {
+            **self._conf,
+            "group.id": self._group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+            "isolation.level": "read_committed",
+        }
+
+    def list_parts(self) -> list[str]:
+        admin = Consumer(self._consumer_conf())
+        try:
+            metadata = admin.list_topics(timeout=15)
+            parts: list[str] = []
+            for topic in self._topics:
+                tmeta = metadata.topics.get(topic)
+                if tmeta is None or tmeta.error is not None:
+                    raise KafkaException(f"source topic {topic!r} does not exist (run `streamrag stack up`)")
+                parts.extend(part_name(topic, p) for p in sorted(tmeta.partitions))
+            return parts
+        finally:
+            admin.close()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+        topic, partition = parse_part(for_part)
+        start = resume_state if resume_state is not None else self.committed_offset(topic, partition)
+        return _KafkaPartition(
+            self._consumer_conf(), topic, partition, start, self._max_messages, self._max_wait_s,
+            self._stop, self._stop_when_idle_s,
+        )  # fmt: skip
+
+    def committed_offset(self, topic: str, partition: int) -> int:
+        """The group's committed offset for the partition, or the beginning when none."""
+        consumer = Consumer(self._consumer_conf())
+        try:
+            (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=15)
+        finally:
+            consumer.close()
+        return tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

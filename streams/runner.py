@@ -1,0 +1,74 @@
+"""Running the dataflow: as the main program (``streamrag pipeline run``) or in a background thread.
+
+Embedded Qdrant (local mode) can be opened by one process only, so a process that also serves
+queries runs the pipeline in a thread with the same client (:func:`start_in_thread`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from streams.flow import Runtime, build_flow
+from streams.settings import PipelineSettings
+
+log = logging.getLogger("streamrag.streams")
+
+
+def run(settings: PipelineSettings, runtime: Runtime | None = None, process_id: int | None = None,
+        addresses: list[str] | None = None) -> None:  # fmt: skip
+    """Run until stopped (or, with ``stop_when_idle_s``, until every partition is idle)."""
+    from bytewax._bytewax import cli_main
+
+    rt = runtime or Runtime.create(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, registry=rt.metrics.registry)
+    flow = build_flow(settings, rt)
+    log.info(
+        "pipeline starting: group=%s topics=%s workers=%d collection=%s",
+        settings.group_id, settings.source_topics, settings.workers, rt.store.collection,
+    )  # fmt: skip
+    try:
+        cli_main(flow, workers_per_process=settings.workers, process_id=process_id, addresses=addresses)
+    finally:
+        rt.dead_letters.close()
+        if rt.features is not None:
+            rt.features.close()
+
+
+class RunningPipeline:
+    """A pipeline in a background thread; :meth:`stop` ends it after in-flight batches are done."""
+
+    def __init__(self, settings: PipelineSettings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="streamrag-pipeline", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            run(self.settings, self.runtime)
+        except BaseException as exc:  # surfaced by .stop() / .check()
+            log.exception("pipeline thread failed")
+            self.error = exc
+
+    def start(self) -> RunningPipeline:
+        self._thread.start()
+        return self
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self.runtime.stop.set()
+        self._thread.join(timeout_s)
+        if self.error is not None:
+            raise RuntimeError("the pipeline thread failed") from self.error
+
+
+def start_in_thread(settings: PipelineSettings, qdrant_client: Any = None, embedder: Any = None) -> RunningPipeline:
+    runtime = Runtime.create(settings, qdrant_client=qdrant_client, embedder=embedder)
+    return RunningPipeline(settings, runtime).start()

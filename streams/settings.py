@@ -1,0 +1,43 @@
+"""Settings of the feature pipeline (``streamrag pipeline run``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from streamrag.config import CommonSettings
+from streamrag.contracts import Groups, Topics
+
+
+class PipelineSettings(CommonSettings):
+    """One typed model for the pipeline deployable. Env: ``STREAMRAG_PIPELINE_<FIELD>`` is not used;
+    every field is ``STREAMRAG_<FIELD>`` like the shared ones."""
+
+    group_id: str = Field(default=Groups.PIPELINE, description="Consumer group whose offsets show progress.")
+    source_topics: list[str] = Field(default_factory=lambda: list(Topics.SOURCES))
+    cdc_topics: list[str] = Field(
+        default_factory=lambda: [Topics.CDC_DOCUMENTS], description="Topics holding Debezium envelopes."
+    )
+    dead_letter_topic: str = Topics.DEAD_LETTER
+    features_topic: str | None = Field(default=Topics.FEATURES, description="None disables feature records.")
+    # Micro-batching: a batch closes at max_batch_messages or max_wait_s after its first message.
+    max_batch_messages: int = Field(default=64, ge=1)
+    max_wait_s: float = Field(default=0.25, gt=0)
+    embed_batch_size: int = Field(default=32, ge=1)
+    # Chunking (tokens of the embedder's tokenizer, special tokens excluded).
+    chunk_tokens: int = Field(default=128, ge=16)
+    chunk_overlap: int = Field(default=32, ge=0)
+    parent_tokens: int = Field(default=384, ge=16)
+    # The embedding model: the packaged MiniLM unless a path (for example a fine-tuned version) is set.
+    embedding_model_path: Path | None = None
+    embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model_version: str = Field(default="minilm-l6-v2", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    embedding_dtype: Literal["fp32", "bf16"] = "fp32"
+    torch_threads: int | None = Field(default=None, description="torch intra-op threads; None = cores.")
+    workers: int = Field(default=1, ge=1)
+    metrics_port: int | None = Field(default=9100, description="Prometheus port; None disables it.")
+    stop_when_idle_s: float | None = Field(
+        default=None, description="Stop once every partition has been idle this long (batch/backfill use)."
+    )

@@ -1,0 +1,117 @@
+"""The dataflow's step logic as plain functions of a :class:`~streams.batch.Work` batch.
+
+Each takes a batch and its collaborators and returns the next batch; :mod:`streams.flow` only
+wires them together. They are unit-testable without Bytewax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+from streamrag.contracts import FeatureRecord, Op, utcnow
+from streams.batch import ChunkVectors, PreparedDoc, Sourced, Work
+from streams.index_store import Registered, order_of
+
+
+class Chunks(Protocol):
+    def chunk(self, text: str) -> list: ...  # type: ignore[type-arg]
+
+
+def coalesce(events: tuple[Sourced, ...]) -> tuple[list[Sourced], int]:
+    """Keep each document's largest ``order`` in the batch; returns (kept, dropped)."""
+    best: dict[str, Sourced] = {}
+    for src in events:
+        cur = best.get(src.event.key)
+        if cur is None or src.event.order_key >= cur.event.order_key:
+            best[src.event.key] = src
+    kept = sorted(best.values(), key=lambda s: s.offset)
+    return kept, len(events) - len(kept)
+
+
+def fence(work: Work, registered: dict[str, Registered]) -> Work:
+    """Drop events that are not newer than what the index holds for their document.
+
+    ``registered`` is the registry's latest entry per document (:meth:`IndexStore.latest`).
+    A delete at version v outranks an upsert at v, so a replayed upsert never undoes a delete.
+    """
+    kept, dropped = coalesce(work.events)
+    fresh = []
+    for src in kept:
+        top = registered.get(src.event.key)
+        if top is not None and order_of(src.event.version, src.event.op) <= top.order:
+            dropped += 1
+            continue
+        fresh.append(src)
+    return replace(work, events=tuple(fresh), fenced=work.fenced + dropped)
+
+
+def clean(work: Work, clean_text: Callable[[str], str]) -> Work:
+    """Clean every upsert's title and body into a :class:`PreparedDoc`; deletes pass through."""
+    docs = []
+    for src in work.events:
+        ev = src.event
+        if ev.op is Op.DELETE:
+            docs.append(PreparedDoc(src))
+        else:
+            docs.append(PreparedDoc(src, title=clean_text(ev.title), body=clean_text(ev.body)))
+    return replace(work, docs=tuple(docs), events=())
+
+
+def chunk(work: Work, chunker: Chunks) -> Work:
+    """Chunk each upsert's title and body as one text, so every chunk can be found by its title's words."""
+    docs = []
+    for doc in work.docs:
+        if doc.src.event.op is Op.DELETE:
+            docs.append(doc)
+            continue
+        text = f"{doc.title}\n\n{doc.body}" if doc.title and doc.body else doc.title or doc.body
+        chunks = tuple(
+            ChunkVectors(index=c.index, text=c.text, parent_index=c.parent_index, parent_text=c.parent_text)
+            for c in chunker.chunk(text)
+        )
+        docs.append(replace(doc, chunks=chunks))
+    return replace(work, docs=tuple(docs))
+
+
+class Encodes(Protocol):
+    def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]  # -> np.ndarray
+        ...
+
+    def sparse(self, text: str) -> tuple[list[int], list[float]]: ...
+
+
+def embed(work: Work, embedder: Encodes) -> Work:
+    """Dense and sparse vectors for every chunk of the batch, encoded together across documents."""
+    texts = [ch.text for doc in work.docs for ch in doc.chunks]
+    if not texts:
+        return work
+    dense = embedder.encode(texts)
+    row = 0
+    docs: list[PreparedDoc] = []
+    for doc in work.docs:
+        chunks = []
+        for ch in doc.chunks:
+            idx, vals = embedder.sparse(ch.text)
+            chunks.append(replace(ch, dense=tuple(float(x) for x in dense[row]), sparse_indices=tuple(idx),
+                                  sparse_values=tuple(vals)))  # fmt: skip
+            row += 1
+        docs.append(replace(doc, chunks=tuple(chunks)))
+    return replace(work, docs=tuple(docs))
+
+
+def feature_records(work: Work, model_id: str) -> list[tuple[bytes, bytes]]:
+    """One :class:`FeatureRecord` per written chunk, keyed by document."""
+    now = utcnow()
+    out = []
+    for doc in work.docs:
+        ev = doc.src.event
+        for ch in doc.chunks:
+            rec = FeatureRecord(
+                tenant=ev.tenant, doc_id=ev.doc_id, version=ev.version, chunk_index=ch.index, model_id=model_id,
+                embedding=[round(x, 6) for x in ch.dense], source_ts=ev.source_ts, indexed_ts=now,
+                source_topic=doc.src.topic, source_partition=doc.src.partition, source_offset=doc.src.offset,
+            )  # fmt: skip
+            out.append((ev.key.encode(), rec.to_bytes()))
+    return out
