@@ -1,12 +1,8 @@
-"""Command-line entry points of the consumers: ``streamrag lag`` and ``streamrag consumers``."""
+"""Command-line entry point of the consumers: ``streamrag consumers``."""
 
 from __future__ import annotations
 
 try:
-    from consumers.lag.cli import lag
-except ModuleNotFoundError:  # pragma: no cover - built in another change
-    pass
-try:
     from consumers.drift.cli import consumers
-except ModuleNotFoundError:  # pragma: no cover
+except ImportError:  # pragma: no cover - built in another change
     pass

@@ -88,6 +88,29 @@ def stack_status(as_json: bool) -> None:
     sys.exit(0 if all(r["healthy"] for r in rows) else 1)
 
 
+@main.command("init")
+@click.option("--connect-url", default=None, help="Kafka Connect REST URL (default: the local stack's).")
+def init(connect_url: str | None) -> None:
+    """Create the topics and register the Debezium connector on an existing Kafka + Connect.
+
+    For deployments where Kafka, PostgreSQL and Connect run elsewhere (docker-compose, Kubernetes):
+      STREAMRAG_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 STREAMRAG_POSTGRES__HOST=postgres \\
+        streamrag init --connect-url http://connect:8083
+    """
+    from producers.cdc.connector import ConnectorError, connector_config, register
+    from stack.errors import StackError
+    from stack.kafka import ensure_topics
+
+    settings = _stack_settings()
+    try:
+        created = ensure_topics(settings)
+        click.echo(f"topics created: {', '.join(created) or 'none (all present)'}")
+        register(connect_url or settings.connect_url, settings.connector_name, connector_config(settings.postgres))
+    except (StackError, ConnectorError) as exc:
+        _fail(str(exc))
+    click.echo(f"connector {settings.connector_name} RUNNING")
+
+
 # --- contracts -------------------------------------------------------------------------------------
 
 
@@ -117,7 +140,7 @@ def _register_subcommands() -> None:
         ("serving.cli", "ask"),
         ("serving.cli", "llm"),
         ("serving.cli", "eval_cmd"),
-        ("consumers.cli", "lag"),
+        ("serving.cli", "lag"),
         ("consumers.cli", "consumers"),
         ("training.cli", "models"),
         ("training.cli", "index"),

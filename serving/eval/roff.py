@@ -22,11 +22,38 @@ _GROFF_TIMEOUT_S = 60
 _INDENT = " " * 7
 
 _SPECIAL_CHARS = {
-    "em": "—", "en": "–", "bu": "•", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘",
-    "cq": "’", "co": "©", "rg": "®", "tm": "™", "hy": "-", "mi": "-", "pl": "+", "mu": "×",
-    "<=": "≤", ">=": "≥", "->": "→", "<-": "←", "ga": "`", "ti": "~", "ha": "^", "rs": "\\",
-    "dg": "†", "de": "°", "bv": "|", "ba": "|", "or": "|", "sl": "/", "sq": "□",
-}  # fmt: skip
+    "em": "\u2014",
+    "en": "\u2013",
+    "bu": "\u2022",
+    "aq": "'",
+    "dq": '"',
+    "lq": "\u201c",
+    "rq": "\u201d",
+    "oq": "\u2018",
+    "cq": "\u2019",
+    "co": "\u00a9",
+    "rg": "\u00ae",
+    "tm": "\u2122",
+    "hy": "-",
+    "mi": "-",
+    "pl": "+",
+    "mu": "\u00d7",
+    "<=": "\u2264",
+    ">=": "\u2265",
+    "->": "\u2192",
+    "<-": "\u2190",
+    "ga": "`",
+    "ti": "~",
+    "ha": "^",
+    "rs": "\\",
+    "dg": "\u2020",
+    "de": "\u00b0",
+    "bv": "|",
+    "ba": "|",
+    "or": "|",
+    "sl": "/",
+    "sq": "\u25a1",
+}
 _ESCAPE = re.compile(
     r"\\(?:"
     r"f(?:\[[^\]]*\]|\(..|.)"  # font change
@@ -111,13 +138,13 @@ class _Writer:
         self.fill = True
         self.tag_pending = False  # after .TP the next line is a tag, set on a line of its own
 
-    def text(self, text: str, join: str = " ") -> None:
+    def text(self, text: str) -> None:
         if not text:
             return
         if not self.fill:
             self.lines.append(_INDENT + text)
             return
-        self.words.append(text if not self.words or join == " " else self.words.pop() + text)
+        self.words.append(text)
         if self.tag_pending:
             self.tag_pending = False
             self.flush()

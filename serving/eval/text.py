@@ -15,8 +15,8 @@ _TOKEN = re.compile(r"[0-9a-z]+(?:[_.+\-][0-9a-z]+)*\+*")
 # or at a blank line. Abbreviations like "e.g. foo" do not split because a lower-case word follows.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n\s*\n")
 
-STOPWORDS: frozenset[str] = frozenset(
-    """
+# A short English stopword list (function words only, so content words of queries survive).
+_STOPWORD_TEXT = """
     a about above after again against all also am an and any are as at be because been before being
     below between both but by can could did do does doing done down during each either else etc few
     for from further get gets got had has have having he her here hers herself him himself his how i
@@ -27,8 +27,8 @@ STOPWORDS: frozenset[str] = frozenset(
     up upon us use used uses using very via was we well were what whatever when where whether which
     while who whom whose why will with within without would yes yet you your yours yourself
     yourselves
-    """.split()
-)
+"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 
 
 def tokens(text: str) -> list[str]:

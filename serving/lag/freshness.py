@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
+from serving.lag.kafkaconf import client_config
 from serving.lag.models import FreshnessStats, FreshnessWindow
 from serving.lag.offsets import KafkaUnavailable, OffsetReader
 from serving.lag.timestamps import PartitionKey
@@ -122,17 +123,21 @@ class FreshnessTracker:
         self._timeout_s = timeout_s
         self._clock = clock
         self._consumer = Consumer(
-            kafka.librdkafka(
+            client_config(
+                kafka,
                 **{
                     "group.id": "streamrag-lag-freshness",  # required by librdkafka; never joined
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
-                }
+                    # Between polls librdkafka keeps prefetching; bound that buffer (default 64 MiB).
+                    "queued.max.messages.kbytes": 8192,
+                },
             )
         )
-        self._assigned: set[PartitionKey] = set()
+        self._next: dict[PartitionKey, int] = {}
+        """Per assigned partition, the offset this tracker reads next (its own position)."""
         self._points: list[tuple[float, float]] = []
         self._invalid: list[float] = []
         self.error: str | None = None
@@ -168,24 +173,23 @@ class FreshnessTracker:
         self._consumer.close()
 
     def _assign_new(self, keys: list[PartitionKey], now: float) -> None:
-        new = [key for key in keys if key not in self._assigned]
+        new = [key for key in keys if key not in self._next]
         if not new:
             return
         since_ms = int((now - self.lookback_s) * 1000)
         starts = self._reader.list_offsets({key: OffsetSpec.for_timestamp(since_ms) for key in new})
         ends = self._reader.list_offsets({key: OffsetSpec.latest() for key in new})
-        # -1: no record at or after the timestamp, so start at the end (nothing to read yet).
-        assignment = [
-            TopicPartition(topic, part, starts[(topic, part)] if starts[(topic, part)] >= 0 else ends[(topic, part)])
-            for topic, part in new
-        ]
-        self._consumer.incremental_assign(assignment)
-        self._assigned.update(new)
+        for key in new:
+            # -1: no record at or after the timestamp, so start at the end (nothing to read yet).
+            self._next[key] = starts[key] if starts[key] >= 0 else ends[key]
+        self._consumer.incremental_assign(
+            [TopicPartition(topic, part, self._next[(topic, part)]) for topic, part in new]
+        )
 
     def _consume_until(self, ends: dict[PartitionKey, int]) -> list[float]:
-        positions = {tp.partition: tp.offset for tp in self._consumer.position(
-            [TopicPartition(topic, part) for topic, part in ends])}  # fmt: skip
-        pending = {key for key, end in ends.items() if positions.get(key[1], -1) < end}
+        # Our own positions rather than Consumer.position(): a partition already at its end yields
+        # no new end-of-partition event, so only the offsets tell that there is nothing to wait for.
+        pending = {key for key, end in ends.items() if self._next.get(key, end) < end}
         fresh: list[float] = []
         deadline = time.monotonic() + self._timeout_s
         while pending and time.monotonic() < deadline:
@@ -194,12 +198,15 @@ class FreshnessTracker:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        # Offsets without a data record (transaction markers) end here too.
+                        self._next[key] = max(self._next.get(key, 0), msg.offset() or 0)
                         pending.discard(key)
                     elif err.fatal():
                         raise KafkaUnavailable(f"reading {self.topic}: {err}")
                     continue
                 self._add(msg.timestamp()[1] / 1000.0, msg.value(), fresh)
-                if (msg.offset() or 0) + 1 >= ends.get(key, 0):
+                self._next[key] = (msg.offset() or 0) + 1
+                if self._next[key] >= ends.get(key, 0):
                     pending.discard(key)
         return fresh
 
@@ -215,4 +222,3 @@ class FreshnessTracker:
         cutoff = now - self.lookback_s
         self._points = [p for p in self._points if p[0] >= cutoff]
         self._invalid = [ts for ts in self._invalid if ts >= cutoff]
-

@@ -52,7 +52,9 @@ class GroupLag(_Model):
     status: Status
     status_code: int = Field(ge=0, le=4, description="0 OK, 1 LAGGING, 2 STALLED, 3 STOPPED, 4 REWOUND.")
     total_lag: int = Field(ge=0, description="Sum of the partitions' lag, messages.")
-    max_lag_seconds: float | None = Field(ge=0, description="Largest partition lag_seconds; null if none known.")
+    max_lag_seconds: float | None = Field(
+        ge=0, description="Largest partition lag_seconds; null if none known."
+    )
     partitions: list[PartitionLag]
     errors: list[str] = Field(description="What could not be read (a deleted topic, a broker error).")
 
@@ -90,7 +92,9 @@ class FreshnessWindow(FreshnessStats):
 class DlqStats(_Model):
     topic: str
     exists: bool
-    depth: int = Field(ge=0, description="Messages in the topic: sum over partitions of high - low watermark.")
+    depth: int = Field(
+        ge=0, description="Messages in the topic: sum over partitions of high - low watermark."
+    )
     rate_per_s: float = Field(ge=0, description="Messages appended per second over window_s.")
     window_s: float = Field(gt=0)
 

@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, OffsetSpec
 
+from serving.lag.kafkaconf import client_config
 from serving.lag.timestamps import MessageTimestamps, PartitionKey
 from streamrag.config import KafkaSettings
 
@@ -94,7 +95,7 @@ class OffsetReader:
     def __init__(
         self, kafka: KafkaSettings, timeout_s: float = 10.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self._admin = AdminClient(kafka.librdkafka())
+        self._admin = AdminClient(client_config(kafka))
         self._timeout_s = timeout_s
         self._clock = clock
         self._timestamps = MessageTimestamps(kafka, timeout_s)
@@ -146,7 +147,9 @@ class OffsetReader:
         metadata = self.metadata()
         committed, errors = self._committed(groups)
         states, assigned = self._describe(groups, errors)
-        topic_sizes = {name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None}
+        topic_sizes = {
+            name: len(topic.partitions) for name, topic in metadata.topics.items() if topic.error is None
+        }
 
         wanted: dict[str, set[PartitionKey]] = {}
         for group in groups:
@@ -154,7 +157,9 @@ class OffsetReader:
             keys: set[PartitionKey] = set()
             for topic in sorted(topics):
                 if topic not in topic_sizes:
-                    errors[group].append(f"topic {topic!r} does not exist (deleted?); its offsets are skipped")
+                    errors[group].append(
+                        f"topic {topic!r} does not exist (deleted?); its offsets are skipped"
+                    )
                     continue
                 keys.update((topic, part) for part in range(topic_sizes[topic]))
             wanted[group] = keys
@@ -180,7 +185,9 @@ class OffsetReader:
                 else:
                     ts = timestamps.get((*key, first_unread(offset, low)))
                     lag_s = None if ts is None else max(0.0, sampled_at - ts)
-                parts.append(PartitionOffsets(group, key[0], key[1], offset, low, high, lag, lag_s, sampled_at))
+                parts.append(
+                    PartitionOffsets(group, key[0], key[1], offset, low, high, lag, lag_s, sampled_at)
+                )
             state, members = states[group]
             result.append(GroupOffsets(group, state, members, tuple(parts), tuple(errors[group])))
         return result
@@ -208,7 +215,9 @@ class OffsetReader:
             needed -= {(*key, offset) for key, offset in batch.items()}
         return found
 
-    def _committed(self, groups: Sequence[str]) -> tuple[dict[str, dict[PartitionKey, int]], dict[str, list[str]]]:
+    def _committed(
+        self, groups: Sequence[str]
+    ) -> tuple[dict[str, dict[PartitionKey, int]], dict[str, list[str]]]:
         """Committed offsets per group (only partitions with a valid commit) and per-group errors."""
         # The API takes one group per request; issue them all, then wait.
         futures: dict[str, Future[Any]] = {}
@@ -240,7 +249,11 @@ class OffsetReader:
         """(state name, member count) and the topics assigned to members, per group."""
         states: dict[str, tuple[str, int]] = {}
         assigned: dict[str, set[str]] = {group: set() for group in groups}
-        futures = self._admin.describe_consumer_groups(list(groups), request_timeout=self._timeout_s) if groups else {}
+        futures = (
+            self._admin.describe_consumer_groups(list(groups), request_timeout=self._timeout_s)
+            if groups
+            else {}
+        )
         for group in groups:
             try:
                 desc = futures[group].result()

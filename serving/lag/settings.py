@@ -27,7 +27,9 @@ class LagOptions(BaseModel):
     )
     interval_s: float = Field(default=5.0, gt=0, description="Seconds between the monitor's samples.")
     window_s: float = Field(
-        default=120.0, gt=0, description="Sliding window the status rules look at (LAGGING, STALLED, REWOUND)."
+        default=120.0,
+        gt=0,
+        description="Sliding window the status rules look at (LAGGING, STALLED, REWOUND).",
     )
     stopped_after_s: float = Field(
         default=300.0,
@@ -37,14 +39,20 @@ class LagOptions(BaseModel):
     request_timeout_s: float = Field(
         default=10.0, gt=0, description="Limit for each Kafka admin request and message read."
     )
-    features_topic: str = Field(default=Topics.FEATURES, description="FeatureRecord topic freshness is read from.")
+    features_topic: str = Field(
+        default=Topics.FEATURES, description="FeatureRecord topic freshness is read from."
+    )
     freshness_lookback_s: float = Field(
-        default=900.0, gt=0, description="Freshness covers the records appended in the last this many seconds."
+        default=900.0,
+        gt=0,
+        description="Freshness covers the records appended in the last this many seconds.",
     )
     freshness_bucket_s: float = Field(
         default=60.0, gt=0, description="Width of each freshness window (one p50/p95/p99 point per bucket)."
     )
-    dlq_topic: str = Field(default=Topics.DEAD_LETTER, description="Dead-letter topic whose depth is reported.")
+    dlq_topic: str = Field(
+        default=Topics.DEAD_LETTER, description="Dead-letter topic whose depth is reported."
+    )
     dlq_rate_window_s: float = Field(
         default=300.0, gt=0, description="The DLQ rate is the messages appended over this many seconds."
     )

@@ -34,6 +34,7 @@ worst: it means messages are being processed twice.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -145,10 +146,14 @@ def _rewind_in_window(
     history: Sequence[OffsetSample], window_start: float
 ) -> tuple[OffsetSample, OffsetSample] | None:
     """The newest consecutive pair whose later sample is in the window and whose offset went back."""
-    for before, after in reversed(list(zip(history, history[1:], strict=False))):
+    for before, after in reversed(list(itertools.pairwise(history))):
         if after.ts < window_start:
             break
-        if before.committed is not None and after.committed is not None and after.committed < before.committed:
+        if (
+            before.committed is not None
+            and after.committed is not None
+            and after.committed < before.committed
+        ):
             return before, after
     return None
 
@@ -167,7 +172,7 @@ def _stuck_since(history: Sequence[OffsetSample]) -> float:
 def _growing(window: Sequence[OffsetSample]) -> bool:
     if len(window) < 2 or any(s.lag == 0 for s in window):
         return False
-    never_shrinks = all(b.lag >= a.lag for a, b in zip(window, window[1:], strict=False))
+    never_shrinks = all(b.lag >= a.lag for a, b in itertools.pairwise(window))
     return never_shrinks and window[-1].lag > window[0].lag
 
 

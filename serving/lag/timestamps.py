@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from serving.lag.kafkaconf import client_config
 from streamrag.config import KafkaSettings
 
 PartitionKey = tuple[str, int]
@@ -83,7 +84,7 @@ class MessageTimestamps:
                         if err.code() == KafkaError._PARTITION_EOF:
                             pending.discard(key)  # nothing readable follows the offset
                         continue
-                    ts_type, ts_ms = msg.timestamp()
+                    _ts_type, ts_ms = msg.timestamp()
                     if ts_ms >= 0:
                         found[key] = ts_ms / 1000.0
                     pending.discard(key)
@@ -94,7 +95,8 @@ class MessageTimestamps:
             consumer.close()
 
     def _consumer_config(self) -> dict[str, Any]:
-        return self._kafka.librdkafka(
+        return client_config(
+            self._kafka,
             **{
                 "group.id": _PROBE_GROUP,
                 "enable.auto.commit": False,
@@ -106,5 +108,5 @@ class MessageTimestamps:
                 "max.partition.fetch.bytes": 65536,
                 "queued.min.messages": 1,
                 "socket.timeout.ms": int(self._timeout_s * 1000),
-            }
+            },
         )

@@ -1,0 +1,97 @@
+"""The RAG API application factory (``streamrag serve``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from serving.api.routers import documents, health, retrieval
+from serving.api.state import ApiMetrics, ApiState, QueryLog
+from serving.generation.client import Generator
+from serving.retrieval.search import QueryEncoder, Retriever
+from serving.settings import ApiSettings
+
+log = logging.getLogger("streamrag.serving")
+
+
+def build_state(settings: ApiSettings, client: Any = None, encoder: QueryEncoder | None = None,
+                generator_url: str | None = None) -> ApiState:  # fmt: skip
+    client = client if client is not None else settings.qdrant.client()
+    encoder = encoder or QueryEncoder(settings.embedding_model_path)
+    registry = CollectorRegistry()
+    url = generator_url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}"
+    token = settings.tgi_token.get_secret_value() if settings.tgi_token else None
+    state = ApiState(
+        settings=settings, client=client, encoder=encoder,
+        retriever=Retriever(client, settings.qdrant.collection, encoder, settings.candidates),
+        generator=Generator(url, token), registry=registry, metrics=ApiMetrics(registry),
+        queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic) if settings.queries_topic else None,
+    )  # fmt: skip
+    try:
+        from serving.lag.monitor import LagMonitor
+        from serving.lag.settings import LagSettings
+
+        state.extras["lag_monitor"] = LagMonitor(LagSettings(), registry=registry)
+    except ImportError:  # monitoring is optional in a slimmed-down build
+        pass
+    return state
+
+
+def create_app(settings: ApiSettings | None = None, state: ApiState | None = None) -> FastAPI:
+    """The FastAPI app. Give ``state`` to share services (tests, the embedded all-in-one mode)."""
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st = app.state.api = state or build_state(settings)
+        monitor = st.extras.get("lag_monitor")
+        if monitor is not None:
+            monitor.start()
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                monitor.stop()
+            if st.queries is not None:
+                st.queries.close()
+
+    app = FastAPI(
+        title="streamrag", version="0.1.0", lifespan=lifespan,
+        description="Streaming RAG over a live index: hybrid search, answers streamed as Server-Sent Events, "
+        "read-your-writes, consumer lag and freshness. Authenticate with the `X-API-Key` header.",
+    )  # fmt: skip
+    app.include_router(health.router)
+    app.include_router(retrieval.router)
+    app.include_router(documents.router)
+    if state is not None:
+        app.state.api = state
+    _mount_lag(app, state)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable line per problem: "body.k: Input should be less than or equal to 50".
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": problems})
+
+    return app
+
+
+def _mount_lag(app: FastAPI, state: ApiState | None) -> None:
+    """Mount /v1/lag, /v1/freshness and /dashboard; the monitor is resolved per request."""
+    try:
+        from serving.lag.router import lag_router
+    except ImportError:
+        return
+
+    class _LazyMonitor:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(app.state.api.extras["lag_monitor"], name)
+
+    app.include_router(lag_router(_LazyMonitor()))  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""Typed dependencies: the app state and the caller's tenant (from the API key, never the body)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+
+from serving.api.state import ApiState
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Maps to one tenant.")
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+def get_tenant(
+    state: Annotated[ApiState, Depends(get_state)], key: Annotated[str | None, Security(api_key_header)]
+) -> str:
+    if not key:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header",
+                            headers={"WWW-Authenticate": "ApiKey"})  # fmt: skip
+    tenant = state.settings.api_keys.get(key)
+    if tenant is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "ApiKey"})
+    return tenant
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+TenantDep = Annotated[str, Depends(get_tenant)]

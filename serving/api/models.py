@@ -1,0 +1,115 @@
+"""Typed request and response bodies of the RAG API (they are the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_META_VALUE = str | int | float | bool | list[str] | list[int]
+
+
+class Position(BaseModel):
+    """Where ``streamrag publish`` said an event landed: wait until the pipeline has committed past it."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(min_length=1, max_length=249)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class Freshness(BaseModel):
+    """Read-your-writes: answer only once the index has caught up (bounded by ``timeout_s``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: str | None = Field(default=None, min_length=1, max_length=256)
+    min_version: int | None = Field(default=None, ge=0, description="With doc_id: wait for this version.")
+    after: Position | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Freshness:
+        if (self.doc_id is None) != (self.min_version is None):
+            raise ValueError("doc_id and min_version go together")
+        if self.doc_id is None and self.after is None:
+            raise ValueError("give doc_id + min_version, or after (topic, partition, offset)")
+        return self
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=2000, description="The question or keywords.")
+    k: int = Field(default=5, ge=1, le=50)
+    filters: dict[str, _META_VALUE] = Field(default_factory=dict, description="Equality on metadata fields.")
+    hybrid_weight: float | None = Field(default=None, ge=0, le=1, description="Dense share (1 = dense only).")
+    fusion: Literal["rrf", "weighted"] | None = None
+    rerank: bool | None = None
+    freshness: Freshness | None = None
+
+    @model_validator(mode="after")
+    def _not_blank(self) -> SearchRequest:
+        if not self.query.strip():
+            raise ValueError("query must not be blank")
+        return self
+
+
+class AnswerRequest(SearchRequest):
+    stream: bool = Field(default=True, description="Server-Sent Events (tokens, then citations) or one JSON body.")
+    max_new_tokens: int | None = Field(default=None, ge=1, le=1024)
+
+
+class Chunk(BaseModel):
+    doc_id: str
+    version: int
+    chunk_index: int
+    text: str
+    title: str
+    score: float
+    source_ts: str
+    indexed_ts: str
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    request_id: str
+    results: list[Chunk]
+    timings_ms: dict[str, float]
+
+
+class Citation(BaseModel):
+    n: int = Field(description="The [n] marker used in the answer.")
+    doc_id: str
+    version: int
+    chunk_index: int
+    title: str
+
+
+class AnswerResponse(BaseModel):
+    request_id: str
+    answer: str
+    citations: list[Citation]
+    dont_know: bool
+    timings_ms: dict[str, float]
+
+
+class DocumentState(BaseModel):
+    doc_id: str
+    tenant: str
+    indexed_version: int | None
+    deleted: bool
+    chunk_count: int
+    indexed_at: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    detail: dict[str, str]
+
+
+class ErrorBody(BaseModel):
+    detail: str

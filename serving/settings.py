@@ -1,0 +1,51 @@
+"""Settings of the RAG API (``streamrag serve``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+
+from streamrag.config import CommonSettings
+from streamrag.contracts import Groups, Topics
+
+
+class ApiSettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: dict[str, str] = Field(
+        default_factory=lambda: {"dev-key": "default"},
+        description="API key -> tenant. Every request's tenant comes from its key, never from the body. "
+        'Set as JSON: STREAMRAG_API_KEYS=\'{"k1": "acme"}\'.',
+    )
+    # Retrieval
+    embedding_model_path: Path | None = None
+    embedding_model_version: str = "minilm-l6-v2"
+    default_k: int = 5
+    max_k: int = 50
+    candidates: int = Field(default=40, description="Per-retriever candidates before fusion.")
+    hybrid_weight: float = Field(default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only).")
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rerank: bool = Field(default=False, description="Rerank by default (kept off unless the eval shows it helps).")
+    reranker_path: Path | None = Field(default=None, description="A local cross-encoder folder, if you have one.")
+    min_score: float = Field(default=0.25, description="Below this dense cosine, a hit is not relevant.")
+    # Generation
+    tgi_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("STREAMRAG_TGI_URL", "tgi_url"),
+        description="Text Generation Inference (or OpenAI-compatible) URL; unset = the embedded local model.",
+    )  # fmt: skip
+    tgi_token: SecretStr | None = None
+    llm_port: int = Field(default=18090, description="Port of the embedded LLM server when tgi_url is unset.")
+    max_new_tokens: int = 192
+    context_token_budget: int = 1200
+    # Read-your-writes
+    pipeline_group: str = Groups.PIPELINE
+    freshness_timeout_s: float = Field(default=10.0, description="Longest a request waits for min_version.")
+    # Monitoring
+    queries_topic: str | None = Topics.QUERIES
+    run_pipeline: bool | None = Field(
+        default=None,
+        description="Run the feature pipeline in this process. Default: yes with embedded Qdrant "
+        "(local mode allows one process per folder), no with a Qdrant server.",
+    )

@@ -1,0 +1,253 @@
+"""The feature pipeline end to end on the real stack: exact under updates, deletes, bad input and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from producers.publisher import Publisher
+from streamrag.contracts import DeadLetter, IndexSchema, Op, Topics
+from streams.chunk import Chunker, ChunkingConfig
+from streams.clean import clean_text
+from tests.utils.builders import document_event
+from tests.utils.kafka import read_from
+from tests.utils.pipeline import (
+    expected_points,
+    group_progress,
+    pipeline_settings,
+    start_harness,
+    wait_caught_up,
+)
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+MODEL_VERSION = "minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    from streams.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def chunker(embedder: Any) -> Chunker:
+    return Chunker(embedder.tokenizer, ChunkingConfig(max_tokens=128, overlap=32, parent_max_tokens=384),
+                   model_max_tokens=embedder.max_tokens)  # fmt: skip
+
+
+@pytest.fixture
+def topics(topic_factory: Any) -> dict[str, str]:
+    return {"docs": topic_factory("docs", partitions=2), "dlq": topic_factory("dlq", partitions=1),
+            "features": topic_factory("features", partitions=1)}  # fmt: skip
+
+
+def long_body(n_sentences: int, seed: str) -> str:
+    words = ["kafka", "stream", "offset", "partition", "broker", "replica", "commit", "index", "vector", "chunk"]
+    return " ".join(f"Sentence {i} about {words[(i * 7 + len(seed)) % 10]} and {words[i % 10]} in {seed}."
+                    for i in range(n_sentences))  # fmt: skip
+
+
+def test_out_of_order_versions_and_delete_fencing(stack: Any, embedder: Any, chunker: Any, topics: dict,
+                                                  tmp_path: Path, group_factory: Any) -> None:  # fmt: skip
+    settings = pipeline_settings([topics["docs"]], group_factory("pipe"), tmp_path / "q", "c",
+                                 topics["dlq"], topics["features"])  # fmt: skip
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    events = [
+        document_event("a", tenant=tenant, version=2, body="Version two of a."),
+        document_event("a", tenant=tenant, version=1, body="Version one of a, older, arrives later."),
+        document_event("b", tenant=tenant, version=5, body="B at five."),
+        document_event("b", tenant=tenant, version=6, op=Op.DELETE),
+        document_event("b", tenant=tenant, version=5, body="B at five, replayed after its delete."),
+        document_event("b", tenant=tenant, version=6, body="An upsert at the delete's own version."),
+    ]
+    harness = start_harness(settings, embedder)
+    try:
+        with Publisher(stack.kafka, topic=topics["docs"]) as pub:
+            for ev in events:  # one at a time, so the fence (not in-batch coalescing) decides
+                pub.publish(ev)
+                time.sleep(0.15)
+        harness.wait()
+        index = harness.store.chunk_index()
+        assert index == expected_points(events, chunker, clean_text, MODEL_VERSION)
+        assert {v for v, _ in index.values()} == {2}  # only a@v2; b stays deleted
+        assert harness.running.runtime.metrics.fenced._value.get() >= 3
+    finally:
+        harness.stop()
+
+
+def test_cdc_insert_update_shorter_delete(stack: Any, embedder: Any, chunker: Any, topics: dict, tmp_path: Path,
+                                          group_factory: Any, kafka_conf: dict) -> None:  # fmt: skip
+    group = group_factory("pipe-cdc")
+    # Start the group at the CDC topic's current end: only this test's changes matter.
+    consumer = Consumer({**kafka_conf, "group.id": group})
+    parts = consumer.list_topics(Topics.CDC_DOCUMENTS, timeout=10).topics[Topics.CDC_DOCUMENTS].partitions
+    ends = [TopicPartition(Topics.CDC_DOCUMENTS, p, consumer.get_watermark_offsets(
+        TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1]) for p in parts]  # fmt: skip
+    consumer.commit(offsets=ends, asynchronous=False)
+    consumer.close()
+    settings = pipeline_settings([Topics.CDC_DOCUMENTS], group, tmp_path / "q", "c", topics["dlq"], None,
+                                 cdc_topics=[Topics.CDC_DOCUMENTS])  # fmt: skip
+    tenant, doc = f"cdc{uuid.uuid4().hex[:6]}", "manual-1"
+    harness = start_harness(settings, embedder)
+    store = harness.store
+
+    def doc_chunks() -> dict[str, tuple[int, int]]:
+        flt = {IndexSchema.DOC_KEY: f"{tenant}/{doc}"}
+        return {k: v for k, v in store.chunk_index().items() if k in _ids_for(store, flt)}
+
+    try:
+        with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
+            v1 = conn.execute("INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) RETURNING version",
+                              (doc, tenant, "Manual", long_body(60, "first"))).fetchone()[0]  # fmt: skip
+            harness.wait()
+            first = doc_chunks()
+            assert len(first) >= 3 and {v for v, _ in first.values()} == {v1}
+            text = "Manual\n\nA short replacement body."
+            v2 = conn.execute("UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
+                              ("A short replacement body.", tenant, doc)).fetchone()[0]  # fmt: skip
+            harness.wait()
+            second = doc_chunks()
+            assert {v for v, _ in second.values()} == {v2}  # no stale chunk of v1 survives
+            assert len(second) == len(chunker.chunk(text)) == 1
+            conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s", (tenant, doc))
+            harness.wait()
+            assert doc_chunks() == {}
+    finally:
+        harness.stop()
+
+
+def _ids_for(store: Any, match: dict[str, str]) -> set[str]:
+    from qdrant_client import models as qm
+
+    flt = qm.Filter(must=[qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in match.items()])
+    points, _ = store.client.scroll(store.collection, scroll_filter=flt, limit=10_000, with_payload=False)
+    return {str(p.id) for p in points}
+
+
+def test_malformed_events_are_dead_lettered_and_the_flow_goes_on(
+    stack: Any, embedder: Any, chunker: Any, topics: dict, tmp_path: Path, group_factory: Any,
+    producer_factory: Any, kafka_conf: dict,
+) -> None:  # fmt: skip
+    settings = pipeline_settings([topics["docs"]], group_factory("pipe-dlq"), tmp_path / "q", "c",
+                                 topics["dlq"], topics["features"])  # fmt: skip
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    good_before = document_event("ok1", tenant=tenant, body="Before the bad ones.")
+    good_after = document_event("ok2", tenant=tenant, body="After the bad ones.")
+    producer = producer_factory()
+    producer.produce(topics["docs"], key=good_before.key.encode(), value=good_before.to_bytes(), partition=0)
+    bad = [b"{not json", json.dumps({"tenant": tenant, "doc_id": "x", "op": "upsert"}).encode(), b"\xff\xfe"]
+    for value in bad:
+        producer.produce(topics["docs"], key=b"junk", value=value, partition=0)
+    producer.produce(topics["docs"], key=good_after.key.encode(), value=good_after.to_bytes(), partition=0)
+    assert producer.flush(10) == 0
+    harness = start_harness(settings, embedder)
+    try:
+        harness.wait()
+        index = harness.store.chunk_index()
+        assert index == expected_points([good_before, good_after], chunker, clean_text, MODEL_VERSION)
+    finally:
+        harness.stop()
+    dead = [DeadLetter.model_validate_json(m.value())
+            for m in read_from(kafka_conf, topics["dlq"], {0: 0}, lambda ms: len(ms) >= 3, timeout_s=20)]  # fmt: skip
+    assert [(d.topic, d.partition, d.offset) for d in dead] == [(topics["docs"], 0, 1), (topics["docs"], 0, 2),
+                                                                (topics["docs"], 0, 3)]  # fmt: skip
+    assert "not valid JSON" in dead[0].reason or "JSON" in dead[0].reason
+    assert "version" in dead[1].reason
+    assert dead[0].value_b64 is not None
+    # Feature records were emitted for the good documents' chunks.
+    feats = read_from(kafka_conf, topics["features"], {0: 0}, lambda ms: len(ms) >= len(index), timeout_s=20)
+    assert len(feats) == len(index)
+
+
+def _publish_workload(stack: Any, topic: str, tenant: str, n_docs: int) -> list[Any]:
+    """Inserts, updates (longer and shorter) and deletes, shuffled in time but ordered per document."""
+    events = []
+    for i in range(n_docs):
+        doc = f"doc{i:03d}"
+        events.append(document_event(doc, tenant=tenant, version=1, title=f"Doc {i}", body=long_body(8 + i % 30, doc)))
+        if i % 3 == 0:
+            events.append(document_event(doc, tenant=tenant, version=2, title=f"Doc {i}", body=long_body(2, doc)))
+        if i % 5 == 0:
+            events.append(document_event(doc, tenant=tenant, version=3, op=Op.DELETE))
+        if i % 7 == 0:
+            events.append(document_event(doc, tenant=tenant, version=4, title=f"Doc {i} again",
+                                         body=long_body(40, doc + "x")))  # fmt: skip
+    order = sorted(range(len(events)), key=lambda j: (hash((j * 7919) % 101), j))
+    per_doc_sorted = sorted(order, key=lambda j: (events[j].doc_id, events[j].version))
+    with Publisher(stack.kafka, topic=topic) as pub:
+        pub.publish_many([events[j] for j in per_doc_sorted])
+    return events
+
+
+def test_kill_9_mid_stream_then_restart_is_exact(stack: Any, embedder: Any, chunker: Any, topics: dict,
+                                                 tmp_path: Path, group_factory: Any, kafka_conf: dict) -> None:  # fmt: skip
+    group = group_factory("pipe-kill")
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    events = _publish_workload(stack, topics["docs"], tenant, n_docs=60)
+    env = {**os.environ, "STREAMRAG_SOURCE_TOPICS": json.dumps([topics["docs"]]), "STREAMRAG_CDC_TOPICS": "[]",
+           "STREAMRAG_GROUP_ID": group, "STREAMRAG_QDRANT__PATH": str(tmp_path / "q"),
+           "STREAMRAG_QDRANT__COLLECTION": "c", "STREAMRAG_DEAD_LETTER_TOPIC": topics["dlq"],
+           "STREAMRAG_FEATURES_TOPIC": topics["features"], "STREAMRAG_MAX_BATCH_MESSAGES": "8",
+           "STREAMRAG_MAX_WAIT_S": "0.05"}  # fmt: skip
+    cmd = [sys.executable, "-m", "streamrag", "pipeline", "run", "--metrics-port", "0"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            done, end = group_progress(kafka_conf, group, [topics["docs"]])
+            if done > 0:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: some batches committed, others in flight
+        proc.wait(10)
+        done, end = group_progress(kafka_conf, group, [topics["docs"]])
+        assert 0 < done < end, (done, end)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    restarted = subprocess.Popen([*cmd, "--until-idle", "4"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_caught_up(kafka_conf, group, [topics["docs"]], timeout_s=300)
+        _, err = restarted.communicate(timeout=120)
+        assert restarted.returncode == 0, err.decode()[-3000:]
+    finally:
+        if restarted.poll() is None:
+            restarted.kill()
+    from streamrag.config import QdrantSettings
+    from streams.index_store import IndexStore
+
+    store = IndexStore(QdrantSettings(path=tmp_path / "q").client(), "c", MODEL_VERSION, embedder.dim, "m")
+    assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
+
+
+def test_two_workers_give_the_same_index_as_one(stack: Any, embedder: Any, topic_factory: Any, topics: dict,
+                                                tmp_path: Path, group_factory: Any) -> None:  # fmt: skip
+    docs_topic = topic_factory("docs4", partitions=4)
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    _publish_workload(stack, docs_topic, tenant, n_docs=24)
+    results = []
+    for workers in (1, 2):
+        settings = pipeline_settings([docs_topic], group_factory(f"pipe-w{workers}"), tmp_path / f"q{workers}", "c",
+                                     topics["dlq"], None, workers=workers)  # fmt: skip
+        harness = start_harness(settings, embedder)
+        try:
+            harness.wait(timeout_s=240)
+            results.append(harness.store.chunk_index())
+        finally:
+            harness.stop()
+    assert results[0] and results[0] == results[1]
