@@ -111,6 +111,27 @@ def init(connect_url: str | None) -> None:
     click.echo(f"connector {settings.connector_name} RUNNING")
 
 
+@main.command("demo")
+@click.option("--docs", "n_docs", type=int, default=40, show_default=True, help="Debian FAQ sections to load.")
+@click.option("--question", default=None, help="What to ask (default: one of the FAQ's own questions).")
+def demo(n_docs: int, question: str | None) -> None:
+    """The main job end to end on the embedded defaults (what `make demo` runs).
+
+    Stack up; real Debian FAQ sections written to PostgreSQL; Debezium CDC events indexed by the
+    pipeline into embedded Qdrant; a question answered by the local LLM, streamed with citations;
+    then an UPDATE and a DELETE followed exactly by the index.
+    """
+    from stack.errors import StackError
+    from streamrag.config import configure_logging
+    from streamrag.embedded import demo as run_demo
+
+    configure_logging("WARNING")
+    try:
+        sys.exit(run_demo(n_docs, question, echo=lambda m, end="\n": click.echo(m, nl=end == "\n")))
+    except StackError as exc:
+        _fail(str(exc))
+
+
 # --- contracts -------------------------------------------------------------------------------------
 
 

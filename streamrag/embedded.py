@@ -64,3 +64,118 @@ def start_llm(port: int) -> Any:
     settings = LLMServerSettings(port=port)
     log.info("loading the embedded generator on 127.0.0.1:%d ...", port)
     return serve_in_thread(create_app(settings), "127.0.0.1", port, "streamrag-llm")
+
+
+def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> int:
+    """The main job on the embedded defaults, end to end; returns a process exit code.
+
+    Real Debian FAQ sections are written as rows of the PostgreSQL ``documents`` table; Debezium
+    turns them into CDC events; the pipeline (in this process) indexes them into embedded Qdrant;
+    the API answers a question with the local LLM, streaming tokens; then an UPDATE and a DELETE
+    show the index following the database exactly.
+    """
+    import json as _json
+
+    import httpx
+    import psycopg
+
+    from serving.api.app import build_state, create_app
+    from serving.eval.corpus import build_corpus
+    from serving.settings import ApiSettings
+    from stack.manager import up
+    from stack.settings import StackSettings
+
+    stack = StackSettings()
+    echo("== 1/5 stack: Kafka, PostgreSQL, Kafka Connect + Debezium")
+    up(stack, log=lambda m: echo("   " + m))
+    corpus = build_corpus(max_docs=None, sources=("debian-faq",))
+    docs = corpus.documents[:n_docs]
+    echo(f"== 2/5 writing {len(docs)} Debian FAQ sections as rows of PostgreSQL `documents` (tenant 'default')")
+    with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
+        for d in docs:
+            conn.execute(
+                "INSERT INTO documents (id, tenant, title, body, metadata) VALUES (%s, 'default', %s, %s, %s::jsonb) "
+                "ON CONFLICT (tenant, id) DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body",
+                (d.doc_id.replace("/", ":"), d.title, d.body, _json.dumps({"source": d.source})),
+            )  # fmt: skip
+    settings = ApiSettings()
+    echo("== 3/5 starting the generator, the feature pipeline and the API in this process")
+    embedded = Embedded()
+    try:
+        if settings.tgi_url is None:
+            embedded.servers.append(start_llm(settings.llm_port))
+        client = settings.qdrant.client()
+        embedded.pipeline = start_pipeline(client)
+        state = build_state(settings, client=client)
+        embedded.servers.append(serve_in_thread(create_app(settings, state), settings.host, settings.port,
+                                                "streamrag-api", ready_path="/healthz"))  # fmt: skip
+        base = f"http://{settings.host}:{settings.port}"
+        headers = {"X-API-Key": next(iter(settings.api_keys))}
+        echo("== 4/5 waiting until the pipeline has indexed every CDC event (committed offsets = log end)")
+        _wait_indexed(stack, echo)
+        queries = [q for q in corpus.queries if q.relevant_doc_ids[0] in {d.doc_id for d in docs}]
+        q = question or (queries[0].text if queries else "What is Debian?")
+        echo(f"== 5/5 asking: {q}")
+        with httpx.stream("POST", f"{base}/v1/answer", json={"query": q, "k": 4, "max_new_tokens": 96},
+                          headers=headers, timeout=600) as resp:  # fmt: skip
+            resp.raise_for_status()
+            event = ""
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = _json.loads(line[6:])
+                    if event == "token":
+                        echo(data["text"], end="")
+                    elif event == "citations":
+                        echo("")
+                        for c in data["citations"]:
+                            echo(f"   [{c['n']}] {c['doc_id']} v{c['version']} chunk {c['chunk_index']}: {c['title']}")
+                    elif event == "done":
+                        echo(f"   timings (ms): {data['timings_ms']}")
+        target = docs[0].doc_id.replace("/", ":")
+        with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
+            new_version = conn.execute("UPDATE documents SET body = %s WHERE tenant = 'default' AND id = %s "
+                                       "RETURNING version", ("Updated by the demo.", target)).fetchone()[0]  # fmt: skip
+        state_url = f"{base}/v1/documents/{target}"
+        fresh = {"doc_id": target, "min_version": new_version, "timeout_s": 30}
+        httpx.post(f"{base}/v1/search", json={"query": "Updated by the demo", "k": 1, "freshness": fresh},
+                   headers=headers, timeout=60).raise_for_status()  # fmt: skip
+        echo(f"   after UPDATE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
+        with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
+            conn.execute("DELETE FROM documents WHERE tenant = 'default' AND id = %s", (target,))
+        _wait_indexed(stack, echo)
+        echo(f"   after DELETE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
+        echo(f"demo done. Try: streamrag serve, then streamrag ask \"{q}\"; lag: streamrag lag")
+        return 0
+    finally:
+        embedded.stop()
+
+
+def _wait_indexed(stack: Any, echo: Any, timeout_s: float = 900.0) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streamrag.contracts import Groups, Topics
+
+    consumer = Consumer({**stack.kafka.librdkafka(), "group.id": Groups.PIPELINE, "enable.auto.commit": False})
+    try:
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            parts = []
+            for topic in Topics.SOURCES:
+                md = consumer.list_topics(topic, timeout=10).topics[topic]
+                parts += [TopicPartition(topic, p) for p in md.partitions]
+            committed = consumer.committed(parts, timeout=10)
+            done = sum(max(tp.offset, 0) for tp in committed)
+            end = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts)
+            line = f"   indexed {done}/{end} source events"
+            if line != last:
+                echo(line)
+                last = line
+            if done >= end:
+                return
+            time.sleep(1)
+        raise RuntimeError("the pipeline did not catch up in time")
+    finally:
+        consumer.close()

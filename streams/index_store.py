@@ -149,6 +149,11 @@ class IndexStore:
                         },
                     )  # fmt: skip
                 )
+        if points:
+            self.client.upsert(self.collection, points=points, wait=True)  # 1
+        searchable = utcnow().isoformat()  # the chunks are visible to queries from here on
+        for doc in docs:
+            ev = doc.src.event
             order = order_of(ev.version, ev.op)
             entries.append(
                 qm.PointStruct(
@@ -157,14 +162,12 @@ class IndexStore:
                     payload={
                         S.DOC_KEY: ev.key, S.TENANT: ev.tenant, S.DOC_ID: ev.doc_id, S.VERSION: ev.version,
                         "op": ev.op.value, "order": order, "chunk_count": len(doc.chunks),
-                        S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: now, "lsn": ev.lsn,
+                        S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: searchable, "lsn": ev.lsn,
                         "source_topic": doc.src.topic, "source_partition": doc.src.partition,
                         "source_offset": doc.src.offset,
                     },
                 )  # fmt: skip
             )
-        if points:
-            self.client.upsert(self.collection, points=points, wait=True)  # 1
         self.client.upsert(self.registry, points=entries, wait=True)  # 2
         latest = self.latest(d.src.event.key for d in docs)  # 3
         stale_chunks: list[qm.Filter] = []

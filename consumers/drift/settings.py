@@ -36,7 +36,7 @@ class DriftOptions(BaseModel):
     mmd_alpha: float = Field(default=0.001, gt=0, lt=1, description="Significance level of the MMD test.")
     mmd_permutations: int = Field(default=2000, ge=1, le=100_000, description="Permutations per MMD test.")
     mmd_min_statistic: float = Field(
-        default=0.02, ge=0, description="Effect-size floor on MMD² (RBF kernel, median bandwidth)."
+        default=0.01, ge=0, description="Effect-size floor on MMD² (RBF kernel, median bandwidth)."
     )
     mmd_seed: int = Field(default=0, description="Seed of the permutations (tests are deterministic).")
     score_drop_threshold: float = Field(

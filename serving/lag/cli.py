@@ -188,3 +188,7 @@ def _emit(monitor: LagMonitor, as_json: bool, console: Console) -> None:
         print(json.dumps(doc.model_dump(mode="json")), flush=True)
     else:
         console.print(render(report, freshness))
+
+
+if __name__ == "__main__":  # ``python -m serving.lag.cli`` until ``streamrag lag`` is wired to this command
+    lag()

@@ -85,7 +85,7 @@ def ensure_converted(models_dir: Path) -> Path:
     _require_accelerate()
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
     _fix_end_of_turn(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
     # The loaded model keeps the GGUF quantizer, and save_pretrained refuses to save a quantized
     # model: the weights are already dequantised, so drop both traces of quantization.
     model.hf_quantizer = None

@@ -159,7 +159,9 @@ class LocalGenerator:
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
         """The model's chat template applied to ``messages``, ending with the assistant's turn."""
-        text: str = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        text: str = self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
         return text
 
     # --- generation ---------------------------------------------------------------------------------
@@ -225,7 +227,9 @@ class LocalGenerator:
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         return self.encode(prompt) if isinstance(prompt, str) else list(prompt)
 
-    def _prefill(self, prompt_ids: list[int], with_logprobs: bool) -> tuple[torch.Tensor, Any, list[PrefillToken]]:
+    def _prefill(
+        self, prompt_ids: list[int], with_logprobs: bool
+    ) -> tuple[torch.Tensor, Any, list[PrefillToken]]:
         """Run the prompt; return the next-token logits, the KV cache and (if asked) prompt logprobs."""
         with torch.inference_mode():
             out = self.model(
@@ -270,7 +274,9 @@ class _Sampler:
             if p.repetition_penalty is not None and p.repetition_penalty != 1.0:
                 seen = torch.unique(self.seen)
                 picked = scores[seen]
-                scores[seen] = torch.where(picked < 0, picked * p.repetition_penalty, picked / p.repetition_penalty)
+                scores[seen] = torch.where(
+                    picked < 0, picked * p.repetition_penalty, picked / p.repetition_penalty
+                )
             if p.frequency_penalty:
                 scores -= p.frequency_penalty * self.counts
             if p.presence_penalty:
@@ -317,7 +323,7 @@ def _typical(scores: torch.Tensor, mass: float) -> torch.Tensor:
     probs = logprobs.exp()
     entropy = -(torch.nan_to_num(probs * logprobs)).sum()
     deviation = (-logprobs - entropy).abs()
-    sorted_dev, order = torch.sort(deviation)
+    _, order = torch.sort(deviation)
     cumulative = probs[order].cumsum(dim=-1)
     drop_sorted = (cumulative - probs[order]) >= mass
     drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)

@@ -36,23 +36,47 @@ class LLMServerSettings(CommonSettings):
 
     host: str = _llm_field("host", "127.0.0.1", "Interface to bind.")
     port: int = _llm_field("port", 18090, "TCP port to bind.", ge=1, le=65535)
-    model_id: str = _llm_field("model_id", DEFAULT_MODEL_ID, "Name reported by /info and in chat completions (a label, never downloaded)."
+    model_id: str = _llm_field(
+        "model_id",
+        DEFAULT_MODEL_ID,
+        "Name reported by /info and in chat completions (a label, never downloaded).",
     )
-    model_path: Path | None = _llm_field("model_path", None,
+    model_path: Path | None = _llm_field(
+        "model_path",
+        None,
         "A plain transformers model folder to serve instead of the bundled SmolLM2 "
         "(e.g. a fine-tuned checkpoint). Unset: the bundled GGUF, converted once into cache_dir/models.",
     )
-    max_concurrent: int = _llm_field("max_concurrent", 4, "Generations running at once (slots); more requests wait.", ge=1)
-    queue_timeout_s: float = _llm_field("queue_timeout_s", 30.0, "How long a request waits for a free slot before it is answered 503.", ge=0
+    max_concurrent: int = _llm_field(
+        "max_concurrent", 4, "Generations running at once (slots); more requests wait.", ge=1
     )
-    max_input_tokens: int = _llm_field("max_input_tokens", 2048, "Longest prompt accepted (after `truncate`).", ge=1)
-    max_new_tokens: int = _llm_field("max_new_tokens", 512, "Most tokens one request may ask to generate.", ge=1)
-    default_max_new_tokens: int = _llm_field("default_max_new_tokens", 100, "Tokens generated when a request does not say (TGI's default is 100).", ge=1
+    queue_timeout_s: float = _llm_field(
+        "queue_timeout_s", 30.0, "How long a request waits for a free slot before it is answered 503.", ge=0
     )
-    max_stop_sequences: int = _llm_field("max_stop_sequences", 4, "Most stop sequences one request may give.", ge=0)
-    threads: int = _llm_field("threads", max(1, os.cpu_count() or 1), "torch intra-op threads (the whole process shares them).", ge=1
+    max_input_tokens: int = _llm_field(
+        "max_input_tokens", 2048, "Longest prompt accepted (after `truncate`).", ge=1
     )
-    warmup: bool = _llm_field("warmup", True, "Run one short generation at startup so the first request is fast.")
+    max_new_tokens: int = _llm_field(
+        "max_new_tokens", 512, "Most tokens one request may ask to generate.", ge=1
+    )
+    default_max_new_tokens: int = _llm_field(
+        "default_max_new_tokens",
+        100,
+        "Tokens generated when a request does not say (TGI's default is 100).",
+        ge=1,
+    )
+    max_stop_sequences: int = _llm_field(
+        "max_stop_sequences", 4, "Most stop sequences one request may give.", ge=0
+    )
+    threads: int = _llm_field(
+        "threads",
+        max(1, os.cpu_count() or 1),
+        "torch intra-op threads (the whole process shares them).",
+        ge=1,
+    )
+    warmup: bool = _llm_field(
+        "warmup", True, "Run one short generation at startup so the first request is fast."
+    )
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> LLMServerSettings:

@@ -1,0 +1,194 @@
+"""Ingest benchmark: pipeline throughput P vs raw embedder throughput E, measured side by side.
+
+On one corpus of real documents (Debian FAQ sections and man pages), in one run:
+
+* E: the embedder alone encoding every chunk of the corpus (same model, dtype and batch size);
+* P: the whole pipeline, Kafka in to acknowledged in Qdrant and offsets committed, same chunks;
+* freshness p50/p99 (source timestamp to searchable) at an offered load of half of P;
+* bf16 vs fp32: encode speed-up and cosine agreement on the same chunks.
+
+Prints the ratios; ``--record`` appends a dated entry to bench/RESULTS.md. Needs the local stack
+(``make stack-up``). Not a test: nothing here asserts, it measures.
+
+    python bench/ingest.py --docs 300 --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from producers.publisher import Publisher  # noqa: E402
+from serving.eval.corpus import build_corpus  # noqa: E402
+from streamrag.config import QdrantSettings  # noqa: E402
+from streamrag.contracts import DocumentEvent, Op, utcnow  # noqa: E402
+from streams.chunk import Chunker, ChunkingConfig  # noqa: E402
+from streams.clean import clean_text  # noqa: E402
+from streams.embed import Embedder  # noqa: E402
+from streams.runner import start_in_thread  # noqa: E402
+from streams.settings import PipelineSettings  # noqa: E402
+
+
+def percentile(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs), p)) if xs else float("nan")
+
+
+def make_events(docs: list, tenant: str, version: int = 1) -> list[DocumentEvent]:
+    return [DocumentEvent(tenant=tenant, doc_id=d.doc_id.replace("/", ":"), version=version, op=Op.UPSERT,
+                          title=d.title, body=d.body, source_ts=utcnow()) for d in docs]  # fmt: skip
+
+
+def chunk_texts(events: list[DocumentEvent], chunker: Chunker) -> list[str]:
+    out = []
+    for ev in events:
+        title, body = clean_text(ev.title), clean_text(ev.body)
+        out += [c.text for c in chunker.chunk(f"{title}\n\n{body}" if title and body else title or body)]
+    return out
+
+
+def new_topic(conf: dict, partitions: int) -> str:
+    name = f"bench.docs.{uuid.uuid4().hex[:8]}"
+    AdminClient(conf).create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+    return name
+
+
+def progress(conf: dict, group: str, topic: str) -> tuple[int, int]:
+    from tests.utils.pipeline import group_progress
+
+    return group_progress(conf, group, [topic])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=300, help="documents from the corpus (default 300)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--freshness-seconds", type=float, default=30.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip-pipeline", action="store_true", help="embedder-only figures (no Kafka needed)")
+    ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    args = ap.parse_args()
+
+    settings = PipelineSettings(embed_batch_size=args.batch_size, metrics_port=None, workers=args.workers)
+    conf = settings.kafka.librdkafka()
+    corpus = build_corpus(max_docs=args.docs)
+    embedder = Embedder(batch_size=args.batch_size)
+    if args.device != "cpu":
+        embedder.model = embedder.model.to(args.device)
+    chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap,
+                                                         settings.parent_tokens), embedder.max_tokens)  # fmt: skip
+    events = make_events(corpus.documents, tenant="bench")
+    texts = chunk_texts(events, chunker)
+    print(f"corpus: {len(events)} documents, {len(texts)} chunks, {sum(map(len, texts)):,} chars; "
+          f"machine: {platform.node()} {os.cpu_count()} cpus; torch threads {__import__('torch').get_num_threads()}")
+
+    embedder.encode(texts[:64])  # warm-up
+    t = time.perf_counter()
+    fp32 = embedder.encode(texts)
+    e_s = time.perf_counter() - t
+    E = len(texts) / e_s
+    print(f"E  raw embedder: {E:8.1f} chunks/s  ({e_s:.1f} s)")
+
+    results = {"docs": len(events), "chunks": len(texts), "E": E}
+    if not args.skip_pipeline:
+        topic = new_topic(conf, args.partitions)
+        group = f"bench-{uuid.uuid4().hex[:8]}"
+        with Publisher(settings.kafka, topic=topic) as pub:
+            pub.publish_many(events)
+        tmp = Path(tempfile.mkdtemp(prefix="streamrag-bench-"))
+        ps = settings.model_copy(update={"source_topics": [topic], "cdc_topics": [], "group_id": group,
+                                         "qdrant": QdrantSettings(path=tmp / "q", collection="bench"),
+                                         "features_topic": None})  # fmt: skip
+        running = start_in_thread(ps, embedder=embedder)
+        t = time.perf_counter()
+        while True:
+            done, end = progress(conf, group, topic)
+            if done >= end:
+                break
+            time.sleep(0.05)
+        p_s = time.perf_counter() - t
+        written = running.runtime.metrics.chunks_written._value.get()
+        P = written / p_s
+        print(f"P  pipeline:     {P:8.1f} chunks/s  ({p_s:.1f} s, {int(written)} chunks written)")
+        print(f"P/E = {P / E:.3f}   (goal >= 0.85)")
+        results |= {"P": P, "P/E": P / E}
+
+        # Freshness at half of P: re-publish documents as new versions at that rate.
+        rate_docs = 0.5 * P / (len(texts) / len(events))
+        n = max(5, int(rate_docs * args.freshness_seconds))
+        fresh_events = make_events(corpus.documents[:n], tenant="bench", version=2)
+        interval = 1.0 / rate_docs
+        with Publisher(settings.kafka, topic=topic) as pub:
+            t0 = time.perf_counter()
+            for i, ev in enumerate(fresh_events):
+                delay = t0 + i * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                pub.publish(ev.model_copy(update={"source_ts": utcnow()}))
+        while progress(conf, group, topic)[0] < progress(conf, group, topic)[1]:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        lat = _freshness(running.runtime.store, version=2)
+        running.stop()
+        p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        print(f"freshness at {rate_docs:.2f} docs/s (half of P) over {len(lat)} docs: p50 {p50:.2f} s, p99 {p99:.2f} s"
+              "   (goal p99 <= 2 s)")
+        results |= {"offered_docs_per_s": rate_docs, "fresh_p50": p50, "fresh_p99": p99}
+
+    if args.device == "cpu":
+        import torch
+
+        bf = Embedder(batch_size=args.batch_size, dtype="bf16")
+        bf.encode(texts[:64])
+        t = time.perf_counter()
+        bf16 = bf.encode(texts)
+        b_s = time.perf_counter() - t
+        cos = np.sum(fp32 * bf16, axis=1)
+        print(f"bf16: {len(texts) / b_s:8.1f} chunks/s, speed-up {e_s / b_s:.2f}x; cosine to fp32 "
+              f"mean {cos.mean():.4f} min {cos.min():.4f}  (default only if min >= 0.99); "
+              f"cpu bf16 support: {torch.backends.mkldnn.is_available()}")
+        results |= {"bf16_speedup": e_s / b_s, "bf16_cos_min": float(cos.min()), "bf16_cos_mean": float(cos.mean())}
+
+    if args.record:
+        _record(results, args)
+    return 0
+
+
+def _freshness(store, version: int) -> list[float]:  # type: ignore[no-untyped-def]
+    points, _ = store.client.scroll(store.registry, limit=100_000, with_payload=True)
+    out = []
+    for p in points:
+        pl = p.payload
+        if pl["version"] == version:
+            src = datetime.fromisoformat(pl["source_ts"])
+            idx = datetime.fromisoformat(pl["indexed_ts"])
+            out.append((idx - src).total_seconds())
+    return out
+
+
+def _record(results: dict, args: argparse.Namespace) -> None:
+    path = Path(__file__).with_name("RESULTS.md")
+    line = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
+    with path.open("a") as fh:
+        fh.write(f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus, "
+                 f"{args.device}), bench/ingest.py --docs {args.docs} --batch-size {args.batch_size}: {line}\n")
+    print(f"recorded in {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The RAG API end to end on the real stack: PostgreSQL row -> CDC -> pipeline -> Qdrant -> answer.
+
+One all-in-one instance per module (embedded Qdrant allows one process per folder): the API with
+the feature pipeline in a thread (a fresh group starting at the CDC topic's end) and the real
+local LLM behind the TGI protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from streamrag.config import QdrantSettings
+from streamrag.contracts import Topics
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+TENANT = f"api{uuid.uuid4().hex[:6]}"
+OTHER = f"oth{uuid.uuid4().hex[:6]}"
+KEYS = {"key-a": TENANT, "key-b": OTHER}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from serving.api.app import build_state, create_app
+    from serving.settings import ApiSettings
+    from streamrag.embedded import Embedded, serve_in_thread, start_llm
+    from streams.runner import start_in_thread
+    from streams.settings import PipelineSettings
+
+    tmp: Path = tmp_path_factory.mktemp("api")
+    group = f"api-pipe-{uuid.uuid4().hex[:8]}"
+    conf = stack.kafka.librdkafka()
+    consumer = Consumer({**conf, "group.id": group})
+    parts = consumer.list_topics(Topics.CDC_DOCUMENTS, timeout=10).topics[Topics.CDC_DOCUMENTS].partitions
+    consumer.commit(offsets=[TopicPartition(Topics.CDC_DOCUMENTS, p, consumer.get_watermark_offsets(
+        TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1]) for p in parts], asynchronous=False)  # fmt: skip
+    consumer.close()
+    qdrant = QdrantSettings(path=tmp / "q", collection="api")
+    llm_port, api_port = free_port(), free_port()
+    embedded = Embedded()
+    try:
+        embedded.servers.append(start_llm(llm_port))
+        client = qdrant.client()
+        pipe = PipelineSettings(source_topics=[Topics.CDC_DOCUMENTS], group_id=group, qdrant=qdrant,
+                                features_topic=None, metrics_port=None, max_wait_s=0.05)  # fmt: skip
+        embedded.pipeline = start_in_thread(pipe, qdrant_client=client)
+        settings = ApiSettings(api_keys=KEYS, qdrant=qdrant, pipeline_group=group, port=api_port, llm_port=llm_port,
+                               max_new_tokens=24, queries_topic=None)  # fmt: skip
+        state = build_state(settings, client=client)
+        embedded.servers.append(serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api",
+                                                ready_path="/healthz"))  # fmt: skip
+        yield {"url": f"http://127.0.0.1:{api_port}", "dsn": stack.postgres.dsn(), "state": state}
+    finally:
+        embedded.stop()
+
+
+def upsert_row(dsn: str, tenant: str, doc_id: str, title: str, body: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute(
+            "INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, id) "
+            "DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body RETURNING version", (doc_id, tenant, title, body),
+        ).fetchone()[0])  # fmt: skip
+
+
+def delete_row(dsn: str, tenant: str, doc_id: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s RETURNING version",
+                           (tenant, doc_id)).fetchone()  # fmt: skip
+        return int(row[0])
+
+
+def parse_sse(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    events, event = [], ""
+    for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            events.append((event, json.loads(line[6:])))
+    return events
+
+
+def answer_stream(url: str, key: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    with httpx.stream("POST", f"{url}/v1/answer", json=body, headers={"X-API-Key": key}, timeout=300) as resp:
+        assert resp.status_code == 200, resp.read()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        return parse_sse(list(resp.iter_lines()))
+
+
+def test_insert_update_delete_are_answered_from_exactly(api: dict[str, Any]) -> None:
+    url, dsn = api["url"], api["dsn"]
+    doc = "volcano"
+    v1 = upsert_row(dsn, TENANT, doc, "Mount Kelud",
+                    "Mount Kelud is a stratovolcano in East Java, Indonesia. Its crater lake was drained by tunnels.")  # fmt: skip
+    fresh = {"doc_id": doc, "min_version": v1, "timeout_s": 60}
+    body = {"query": "Which volcano in East Java had its crater lake drained?", "k": 3, "freshness": fresh}
+    events = answer_stream(url, "key-a", body)
+    kinds = [k for k, _ in events]
+    assert kinds.count("token") >= 1 and kinds[-2:] == ["citations", "done"]
+    citations = events[-2][1]["citations"]
+    assert [(c["doc_id"], c["version"]) for c in citations][:1] == [(doc, v1)]
+    streamed = "".join(d["text"] for k, d in events if k == "token")
+
+    # stream=false returns the same answer (greedy decoding) as one body.
+    whole = httpx.post(f"{url}/v1/answer", json={**body, "stream": False}, headers={"X-API-Key": "key-a"}, timeout=300)
+    assert whole.status_code == 200
+    assert whole.json()["answer"] == streamed
+    assert whole.json()["citations"][0]["doc_id"] == doc
+
+    v2 = upsert_row(dsn, TENANT, doc, "Mount Kelud", "Mount Kelud erupted in 2014; ash closed seven airports.")
+    search = httpx.post(f"{url}/v1/search", json={"query": "Kelud eruption airports", "k": 3,
+                                                  "freshness": {"doc_id": doc, "min_version": v2, "timeout_s": 60}},
+                        headers={"X-API-Key": "key-a"}, timeout=120).json()  # fmt: skip
+    assert search["results"] and {r["version"] for r in search["results"] if r["doc_id"] == doc} == {v2}
+    assert "airports" in search["results"][0]["text"]
+
+    v3 = delete_row(dsn, TENANT, doc)
+    assert v3 == v2
+    state = httpx.get(f"{url}/v1/documents/{doc}", headers={"X-API-Key": "key-a"}, timeout=30)
+    after = httpx.post(f"{url}/v1/answer", json={"query": "Kelud eruption airports", "stream": False,
+                                                 "freshness": {"doc_id": doc, "min_version": v3, "timeout_s": 60}},
+                       headers={"X-API-Key": "key-a"}, timeout=300).json()  # fmt: skip
+    assert all(c["doc_id"] != doc for c in after["citations"])
+    state = httpx.get(f"{url}/v1/documents/{doc}", headers={"X-API-Key": "key-a"}, timeout=30).json()
+    assert state["deleted"] is True and state["chunk_count"] == 0 and state["indexed_version"] == v3
+
+
+def test_nothing_relevant_means_dont_know(api: dict[str, Any]) -> None:
+    resp = httpx.post(f"{api['url']}/v1/answer", json={"query": "qwxz plorf zzyzx", "stream": False},
+                      headers={"X-API-Key": "key-b"}, timeout=120)  # fmt: skip
+    assert resp.status_code == 200
+    assert resp.json()["dont_know"] is True and resp.json()["citations"] == []
+    assert "don't know" in resp.json()["answer"]
+
+
+def test_tenancy_and_auth(api: dict[str, Any]) -> None:
+    url, dsn = api["url"], api["dsn"]
+    v = upsert_row(dsn, TENANT, "secret", "Internal memo", "The launch code word is marmalade.")
+    fresh = {"doc_id": "secret", "min_version": v, "timeout_s": 60}
+    mine = httpx.post(f"{url}/v1/search", json={"query": "launch code word", "freshness": fresh},
+                      headers={"X-API-Key": "key-a"}, timeout=120).json()  # fmt: skip
+    assert any(r["doc_id"] == "secret" for r in mine["results"])
+    theirs = httpx.post(f"{url}/v1/search", json={"query": "launch code word marmalade", "k": 50},
+                        headers={"X-API-Key": "key-b"}, timeout=120)  # fmt: skip
+    assert theirs.status_code == 200 and all(r["doc_id"] != "secret" for r in theirs.json()["results"])
+    other_state = httpx.get(f"{url}/v1/documents/secret", headers={"X-API-Key": "key-b"}, timeout=30).json()
+    assert other_state["indexed_version"] is None
+    assert httpx.post(f"{url}/v1/search", json={"query": "x"}, timeout=30).status_code == 401
+    bad = httpx.post(f"{url}/v1/search", json={"query": "x"}, headers={"X-API-Key": "nope"}, timeout=30)
+    assert bad.status_code == 401 and "unknown API key" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "blank"),
+        ({"query": "x", "k": 0}, "k"),
+        ({"query": "x", "k": 500}, "k"),
+        ({"query": "x", "hybrid_weight": 2}, "hybrid_weight"),
+        ({"query": "x", "fusion": "sum"}, "fusion"),
+        ({"query": "x", "tenant": "other"}, "tenant"),
+        ({"query": "x", "freshness": {"doc_id": "d"}}, "min_version"),
+        ({"query": "x", "freshness": {"timeout_s": 5}}, "freshness"),
+        ({"query": "x", "filters": {"a": {"nested": 1}}}, "filters"),
+    ],
+)
+def test_invalid_requests_get_4xx_saying_what_is_wrong(api: dict[str, Any], body: dict, needle: str) -> None:
+    resp = httpx.post(f"{api['url']}/v1/search", json=body, headers={"X-API-Key": "key-a"}, timeout=30)
+    assert resp.status_code == 422
+    assert needle in resp.json()["detail"]
+
+
+def test_freshness_timeout_is_a_504_not_stale_data(api: dict[str, Any]) -> None:
+    body = {"query": "anything", "freshness": {"doc_id": "never-written", "min_version": 10**12, "timeout_s": 1}}
+    resp = httpx.post(f"{api['url']}/v1/search", json=body, headers={"X-API-Key": "key-a"}, timeout=30)
+    assert resp.status_code == 504
+    assert "did not catch up" in resp.json()["detail"]
+
+
+def test_health_readiness_metrics_and_openapi(api: dict[str, Any]) -> None:
+    url = api["url"]
+    assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = httpx.get(f"{url}/readyz", timeout=30).json()
+    assert ready["checks"] == {"kafka": True, "qdrant": True, "embedder": True, "generator": True}, ready
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert "streamrag_api_stage_seconds" in metrics
+    spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
+    assert {"/v1/search", "/v1/answer", "/v1/documents/{doc_id}", "/healthz", "/readyz"} <= set(spec["paths"])
