@@ -52,13 +52,20 @@ class DriftStats:
     """Records read per source topic."""
     invalid: Counter[str] = field(default_factory=Counter)
     """Records (or observations) that did not parse, per topic."""
-    evaluations: int = 0
-    events: int = 0
+    evaluations: Counter[str] = field(default_factory=Counter)
+    """Detector runs per kind."""
+    events: Counter[str] = field(default_factory=Counter)
+    """Drift events published per kind."""
     errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"records": dict(self.records), "invalid": dict(self.invalid), "evaluations": self.evaluations,
-                "events": self.events, "errors": self.errors}  # fmt: skip
+        return {
+            "records": dict(self.records),
+            "invalid": dict(self.invalid),
+            "evaluations": dict(self.evaluations),
+            "events": dict(self.events),
+            "errors": self.errors,
+        }
 
 
 def broker_url(kafka: KafkaSettings) -> str:
@@ -145,7 +152,7 @@ def create_app(settings: DriftSettings) -> tuple[faust.App, DriftStats]:
         pair = win.add(item.observation)
         if pair is None:
             return
-        stats.evaluations += 1
+        stats.evaluations[item.kind] += 1
         # the permutation test is CPU work: keep the event loop (heartbeats, fetches) responsive
         result = await asyncio.to_thread(detect, item.kind, pair, opts)
         log.debug("evaluated %s/%s: score=%.5f threshold=%.5f drift=%s",
@@ -155,7 +162,7 @@ def create_app(settings: DriftSettings) -> tuple[faust.App, DriftStats]:
         event = drift_event(item.tenant, item.kind, item.model_id, pair, result)
         await drift_topic.send(key=item.key, value=event.to_bytes())
         win.reset_after_drift()
-        stats.events += 1
+        stats.events[item.kind] += 1
         log.info("drift %s tenant=%s kind=%s score=%.5f threshold=%.5f offsets=%s",
                  event.event_id, event.tenant, event.kind, event.score, event.threshold,
                  event.feature_offsets)  # fmt: skip

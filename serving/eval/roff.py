@@ -171,6 +171,8 @@ def strip_roff(source: str) -> str:
     out = _Writer()
     for raw in source.splitlines():
         line = re.sub(r'\\".*$', "", raw)  # comment to end of line
+        if line.startswith((".", "'")) and not line[1:].strip():
+            continue  # an empty request (what is left of a comment line)
         match = re.match(r"[.']\s*(\S+)\s*(.*)$", line)
         if not match:
             if not line.strip():

@@ -29,5 +29,5 @@ def dlq_stats(reader: OffsetReader, topic: str, window_s: float, now: float) -> 
     marks = reader.watermarks(keys)
     since = reader.list_offsets({key: OffsetSpec.for_timestamp(int((now - window_s) * 1000)) for key in keys})
     depth = sum(high - low for low, high in marks.values())
-    appended = sum(appended_since(since[key], marks[key][1]) for key in keys)
+    appended = sum(appended_since(since[key], marks[key][1]) for key in keys if key in marks and key in since)
     return DlqStats(topic=topic, exists=True, depth=depth, rate_per_s=appended / window_s, window_s=window_s)

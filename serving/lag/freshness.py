@@ -155,8 +155,11 @@ class FreshnessTracker:
         keys = [(self.topic, part) for part in sorted(topic.partitions)]
         self._assign_new(keys, now)
         ends = self._reader.list_offsets({key: OffsetSpec.latest() for key in keys})
-        fresh = self._consume_until(ends)
-        self.error = None
+        fresh, behind = self._consume_until(ends)
+        # A backlog larger than one timeout's reading is not lost: the next poll goes on from here.
+        self.error = (
+            f"still reading: {behind} partitions not at their end after the timeout" if behind else None
+        )
         self._prune(self._clock())
         return fresh
 
@@ -179,6 +182,7 @@ class FreshnessTracker:
         since_ms = int((now - self.lookback_s) * 1000)
         starts = self._reader.list_offsets({key: OffsetSpec.for_timestamp(since_ms) for key in new})
         ends = self._reader.list_offsets({key: OffsetSpec.latest() for key in new})
+        new = [key for key in new if key in starts and key in ends]  # the rest: next poll
         for key in new:
             # -1: no record at or after the timestamp, so start at the end (nothing to read yet).
             self._next[key] = starts[key] if starts[key] >= 0 else ends[key]
@@ -186,7 +190,8 @@ class FreshnessTracker:
             [TopicPartition(topic, part, self._next[(topic, part)]) for topic, part in new]
         )
 
-    def _consume_until(self, ends: dict[PartitionKey, int]) -> list[float]:
+    def _consume_until(self, ends: dict[PartitionKey, int]) -> tuple[list[float], int]:
+        """Read until every partition reaches ``ends`` or the timeout: (new values, partitions behind)."""
         # Our own positions rather than Consumer.position(): a partition already at its end yields
         # no new end-of-partition event, so only the offsets tell that there is nothing to wait for.
         pending = {key for key, end in ends.items() if self._next.get(key, end) < end}
@@ -208,7 +213,7 @@ class FreshnessTracker:
                 self._next[key] = (msg.offset() or 0) + 1
                 if self._next[key] >= ends.get(key, 0):
                     pending.discard(key)
-        return fresh
+        return fresh, len(pending)
 
     def _add(self, broker_ts: float, value: bytes | None, fresh: list[float]) -> None:
         freshness = record_freshness(value)

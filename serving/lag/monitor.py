@@ -229,7 +229,7 @@ class LagMonitor:
         for group in offsets:
             if not group.partitions and not group.errors and group.group not in keep:
                 continue  # a discovered group with nothing committed: noise (e.g. a console consumer)
-            verdicts: list[tuple[PartitionLag, Verdict]] = []
+            partitions: list[PartitionLag] = []
             for part in group.partitions:
                 key = (group.group, part.topic, part.partition)
                 seen.add(key)
@@ -237,9 +237,8 @@ class LagMonitor:
                 history.append(OffsetSample(part.sampled_at, part.committed, part.lag))
                 self._prune(history)
                 longest = max(longest, len(history))
-                verdict = evaluate_partition(history, self.rules)
-                verdicts.append((_partition_lag(part, verdict), verdict))
-            groups.append(_group_lag(group, [p for p, _ in verdicts]))
+                partitions.append(_partition_lag(part, evaluate_partition(history, self.rules)))
+            groups.append(_group_lag(group, partitions))
         for key in set(self._history) - seen:
             del self._history[key]  # the partition left the group (topic deleted, offsets expired)
         self._append_group_history(groups, sampled_at)

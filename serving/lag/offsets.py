@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, OffsetSpec
@@ -74,6 +74,14 @@ class GroupOffsets:
         return sum(p.lag for p in self.partitions)
 
 
+class _Row(NamedTuple):
+    key: PartitionKey
+    committed: int | None
+    low: int
+    high: int
+    lag: int
+
+
 def partition_lag(committed: int | None, low: int, high: int) -> int:
     """Lag in messages (module docstring): ``high - committed``, or ``high - low`` if none committed."""
     start = low if committed is None else committed
@@ -120,31 +128,44 @@ class OffsetReader:
             raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
 
     def watermarks(self, partitions: Iterable[PartitionKey]) -> dict[PartitionKey, tuple[int, int]]:
-        """(low, high) watermarks per partition, via ``list_offsets`` earliest and latest."""
+        """(low, high) watermarks per partition, via ``list_offsets`` earliest and latest.
+
+        A partition whose offsets could not be read (its topic was just deleted) is left out.
+        """
         keys = sorted(set(partitions))
-        if not keys:
-            return {}
         low = self.list_offsets({key: OffsetSpec.earliest() for key in keys})
         high = self.list_offsets({key: OffsetSpec.latest() for key in keys})
-        return {key: (low[key], high[key]) for key in keys}
+        return {key: (low[key], high[key]) for key in keys if key in low and key in high}
 
     def list_offsets(self, specs: dict[PartitionKey, OffsetSpec]) -> dict[PartitionKey, int]:
-        """``AdminClient.list_offsets`` keyed by (topic, partition); -1 where the spec matched nothing."""
+        """``AdminClient.list_offsets`` keyed by (topic, partition); -1 where the spec matched nothing.
+
+        Partitions that fail on their own (unknown topic or partition) are left out of the result;
+        :class:`KafkaUnavailable` only when every partition failed.
+        """
         if not specs:
             return {}
         futures = self._admin.list_offsets(
             {TopicPartition(topic, part): spec for (topic, part), spec in specs.items()},
             request_timeout=self._timeout_s,
         )
-        try:
-            return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"cannot list offsets: {exc}") from exc
+        offsets: dict[PartitionKey, int] = {}
+        failure: KafkaException | None = None
+        for tp, fut in futures.items():
+            try:
+                offsets[(tp.topic, tp.partition)] = fut.result().offset
+            except KafkaException as exc:
+                failure = exc
+        if failure is not None and not offsets:
+            raise KafkaUnavailable(f"cannot list offsets: {failure}") from failure
+        return offsets
 
     def read(self, groups: Sequence[str]) -> list[GroupOffsets]:
         """The offsets of ``groups`` (in that order) right now."""
         groups = list(dict.fromkeys(groups))
         metadata = self.metadata()
+        # Committed offsets first, watermarks after: the high watermark only grows, so a commit read
+        # earlier can never be past it and the lag is never under-reported.
         committed, errors = self._committed(groups)
         states, assigned = self._describe(groups, errors)
         topic_sizes = {
@@ -165,36 +186,39 @@ class OffsetReader:
             wanted[group] = keys
 
         marks = self.watermarks(set().union(*wanted.values()) if wanted else set())
-        rows: dict[str, list[tuple[PartitionKey, int | None, int, int, int]]] = {}
+        rows: dict[str, list[_Row]] = {}
         for group in groups:
             rows[group] = []
             for key in sorted(wanted[group]):
+                if key not in marks:
+                    errors[group].append(f"{key[0]}[{key[1]}]: watermarks unavailable; skipped")
+                    continue
                 low, high = marks[key]
                 offset = committed[group].get(key)
-                lag = partition_lag(offset, low, high)
-                rows[group].append((key, offset, low, high, lag))
+                rows[group].append(_Row(key, offset, low, high, partition_lag(offset, low, high)))
         timestamps = self._timestamps_for(rows)
         sampled_at = self._clock()
 
         result = []
         for group in groups:
             parts = []
-            for key, offset, low, high, lag in rows[group]:
-                if lag == 0:
+            for row in rows[group]:
+                if row.lag == 0:
                     lag_s: float | None = 0.0
                 else:
-                    ts = timestamps.get((*key, first_unread(offset, low)))
+                    ts = timestamps.get((*row.key, first_unread(row.committed, row.low)))
                     lag_s = None if ts is None else max(0.0, sampled_at - ts)
+                topic, part = row.key
                 parts.append(
-                    PartitionOffsets(group, key[0], key[1], offset, low, high, lag, lag_s, sampled_at)
+                    PartitionOffsets(
+                        group, topic, part, row.committed, row.low, row.high, row.lag, lag_s, sampled_at
+                    )
                 )
             state, members = states[group]
             result.append(GroupOffsets(group, state, members, tuple(parts), tuple(errors[group])))
         return result
 
-    def _timestamps_for(
-        self, rows: dict[str, list[tuple[PartitionKey, int | None, int, int, int]]]
-    ) -> dict[tuple[str, int, int], float]:
+    def _timestamps_for(self, rows: dict[str, list[_Row]]) -> dict[tuple[str, int, int], float]:
         """Timestamps of every (topic, partition, first unread offset) with lag > 0.
 
         Groups reading the same partition at different offsets need separate lookups; they are done
@@ -202,9 +226,9 @@ class OffsetReader:
         """
         needed: set[tuple[str, int, int]] = set()
         for group_rows in rows.values():
-            for (topic, part), offset, low, _high, lag in group_rows:
-                if lag > 0:
-                    needed.add((topic, part, first_unread(offset, low)))
+            for row in group_rows:
+                if row.lag > 0:
+                    needed.add((*row.key, first_unread(row.committed, row.low)))
         found: dict[tuple[str, int, int], float] = {}
         while needed:
             batch: dict[PartitionKey, int] = {}

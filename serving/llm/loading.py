@@ -83,7 +83,7 @@ def ensure_converted(models_dir: Path) -> Path:
 
     log.info("converting %s to a plain fp32 folder at %s (once, about 30 s)", GGUF_FILE, target)
     _require_accelerate()
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE, clean_up_tokenization_spaces=False)
     _fix_end_of_turn(tokenizer)
     model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
     # The loaded model keeps the GGUF quantizer, and save_pretrained refuses to save a quantized
@@ -140,7 +140,9 @@ def load_model(models_dir: Path, model_path: Path | None = None) -> LoadedModel:
         folder = model_path
     else:
         folder = ensure_converted(models_dir)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    # The GGUF metadata asks for WordPiece-style space clean-up, which transformers ignores for BPE
+    # (with a warning on every decode); say so once.
+    tokenizer = AutoTokenizer.from_pretrained(folder, clean_up_tokenization_spaces=False)
     if tokenizer.eos_token != END_OF_TURN and END_OF_TURN in tokenizer.get_vocab():
         _fix_end_of_turn(tokenizer)
     elif tokenizer.pad_token is None:

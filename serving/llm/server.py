@@ -184,8 +184,12 @@ async def _collect(running: RunningGeneration, request: Request) -> GenerationRe
 
 
 def _validation_message(exc: RequestValidationError) -> str:
+    """One line naming each bad field, e.g. ``parameters.max_new_tokens: Input should be greater than 0``."""
     parts = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}".rstrip(": "))
+            continue
         loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{loc}: {error.get('msg')}" if loc else str(error.get("msg")))
     return "; ".join(parts) or "invalid request"

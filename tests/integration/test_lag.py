@@ -63,9 +63,12 @@ def monitors() -> Iterator[Callable[..., LagMonitor]]:
 
 @pytest.fixture
 def lagging_group(
-    stack: Any, topic_factory: Callable[..., str], group_factory: Callable[..., str], producer_factory: Any,
+    stack: Any,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[..., str],
+    producer_factory: Any,
     consumer_factory: Any,
-) -> tuple[str, str, float]:  # fmt: skip
+) -> tuple[str, str, float]:
     """A group caught up on a 2-partition topic (10 + 6 messages) that then stops; 4 + 3 more arrive.
 
     Returns (topic, group, epoch seconds just before the 7 unconsumed messages were produced).
@@ -119,9 +122,13 @@ def test_lag_counts_unconsumed_messages_and_their_age(
 
 
 def test_partitions_without_a_commit_count_the_whole_log(
-    stack: Any, topic_factory: Callable[..., str], group_factory: Callable[..., str], producer_factory: Any,
-    consumer_factory: Any, monitors: Callable[..., LagMonitor],
-) -> None:  # fmt: skip
+    stack: Any,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[..., str],
+    producer_factory: Any,
+    consumer_factory: Any,
+    monitors: Callable[..., LagMonitor],
+) -> None:
     topic = topic_factory("lag", partitions=3)
     group = group_factory("lag")
     producer = producer_factory()
@@ -139,9 +146,11 @@ def test_partitions_without_a_commit_count_the_whole_log(
 
 
 def test_stopped_group_goes_stalled_then_stopped_and_recovers_when_drained(
-    stack: Any, lagging_group: tuple[str, str, float], consumer_factory: Any,
+    stack: Any,
+    lagging_group: tuple[str, str, float],
+    consumer_factory: Any,
     monitors: Callable[..., LagMonitor],
-) -> None:  # fmt: skip
+) -> None:
     topic, group, _ = lagging_group
     monitor = monitors(lag_settings(stack, [group], window_s=1.5, stopped_after_s=3.0))
 
@@ -178,9 +187,11 @@ def test_stopped_group_goes_stalled_then_stopped_and_recovers_when_drained(
 
 
 def test_committing_an_older_offset_is_rewound(
-    stack: Any, lagging_group: tuple[str, str, float], consumer_factory: Any,
+    stack: Any,
+    lagging_group: tuple[str, str, float],
+    consumer_factory: Any,
     monitors: Callable[..., LagMonitor],
-) -> None:  # fmt: skip
+) -> None:
     topic, group, _ = lagging_group
     monitor = monitors(lag_settings(stack, [group], window_s=30.0, stopped_after_s=60.0))
     assert _group(monitor, group).status is Status.OK
@@ -224,9 +235,12 @@ def _describe_with_kafka(stack: Any, group: str) -> dict[tuple[str, int], tuple[
 
 
 def test_numbers_equal_kafka_consumer_groups_describe(
-    stack: Any, topic_factory: Callable[..., str], group_factory: Callable[..., str], producer_factory: Any,
+    stack: Any,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[..., str],
+    producer_factory: Any,
     consumer_factory: Any,
-) -> None:  # fmt: skip
+) -> None:
     topic = topic_factory("lag", partitions=3)
     other = topic_factory("lag", partitions=1)
     group = group_factory("lag")
@@ -242,7 +256,9 @@ def test_numbers_equal_kafka_consumer_groups_describe(
     reader = OffsetReader(stack.kafka, timeout_s=10)
     (ours,) = reader.read([group])
     our_rows = {
-        (p.topic, p.partition): (p.committed, p.high, p.lag) for p in ours.partitions if p.committed is not None
+        (p.topic, p.partition): (p.committed, p.high, p.lag)
+        for p in ours.partitions
+        if p.committed is not None
     }
     assert our_rows == kafka_rows
     assert kafka_rows == {
@@ -296,11 +312,16 @@ def test_freshness_percentiles_and_dlq(
 
     monitor = monitors(
         lag_settings(
-            stack, [], features_topic=features, dlq_topic=dlq, freshness_lookback_s=600, freshness_bucket_s=60,
+            stack,
+            [],
+            features_topic=features,
+            dlq_topic=dlq,
+            freshness_lookback_s=600,
+            freshness_bucket_s=60,
             dlq_rate_window_s=100,
         ),
         freshness=True,
-    )  # fmt: skip
+    )
     monitor.sample()
     report = monitor.freshness_report()
     assert report is not None and report.error is None
@@ -321,8 +342,8 @@ def test_freshness_percentiles_and_dlq(
     assert registry.get_sample_value("streamrag_dlq_depth", {"topic": dlq}) == 5
 
     # Later samples read only what is new: the histogram never counts a record twice.
-    for value in (30.0, 40.0):
-        producer.produce(features, _feature(source, value), partition=0)
+    for late in (30.0, 40.0):
+        producer.produce(features, _feature(source, late), partition=0)
     assert producer.flush(10) == 0
     monitor.sample()
     report = monitor.freshness_report()
@@ -363,9 +384,11 @@ def test_background_monitor_publishes_metrics_and_history(
 
 
 def test_any_group_name_can_be_asked_for(
-    stack: Any, lagging_group: tuple[str, str, float], group_factory: Callable[..., str],
+    stack: Any,
+    lagging_group: tuple[str, str, float],
+    group_factory: Callable[..., str],
     monitors: Callable[..., LagMonitor],
-) -> None:  # fmt: skip
+) -> None:
     _, group, _ = lagging_group
     monitor = monitors(lag_settings(stack, []))
     assert monitor.sample().groups == []
@@ -390,7 +413,10 @@ def test_cli_json_validates_and_exits_0_when_ok(
 ) -> None:
     _, group, _ = lagging_group
     features = topic_factory("features", partitions=1)
-    env = {"STREAMRAG_LAG__FEATURES_TOPIC": features, "STREAMRAG_KAFKA__BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers}
+    env = {
+        "STREAMRAG_LAG__FEATURES_TOPIC": features,
+        "STREAMRAG_KAFKA__BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers,
+    }
     result = _run_cli(["--group", group, "--json", "--interval", "0.3"], env)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -404,7 +430,10 @@ def test_cli_json_validates_and_exits_0_when_ok(
 def test_cli_exits_1_when_a_group_is_not_ok(stack: Any, lagging_group: tuple[str, str, float]) -> None:
     _, group, _ = lagging_group
     # A window shorter than the gap between the two samples: the stuck group is STALLED.
-    env = {"STREAMRAG_LAG__WINDOW_S": "0.5", "STREAMRAG_KAFKA__BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers}
+    env = {
+        "STREAMRAG_LAG__WINDOW_S": "0.5",
+        "STREAMRAG_KAFKA__BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers,
+    }
     result = _run_cli(["-g", group, "--json", "--no-freshness", "--interval", "1"], env)
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)

@@ -35,9 +35,7 @@ def _load_yaml(path: Path) -> Any:
 def test_prometheus_scrapes_api_pipeline_and_llm() -> None:
     config = _load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    targets = {
-        name: [t for sc in job["static_configs"] for t in sc["targets"]] for name, job in jobs.items()
-    }
+    targets = {name: [t for sc in job["static_configs"] for t in sc["targets"]] for name, job in jobs.items()}
     assert targets["streamrag-api"] == ["api:8000"]
     assert jobs["streamrag-api"]["metrics_path"] == "/metrics"
     assert targets["streamrag-pipeline"] == ["pipeline:9100"]

@@ -63,7 +63,9 @@ def test_buckets_are_aligned_and_cover_the_lookback() -> None:
 
 
 def test_points_outside_the_lookback_are_ignored() -> None:
-    windows = bucketize([(0.0, 1.0), (10_000.0, 2.0), (20_000.0, 3.0)], now=10_030.0, lookback_s=60, bucket_s=30)
+    windows = bucketize(
+        [(0.0, 1.0), (10_000.0, 2.0), (20_000.0, 3.0)], now=10_030.0, lookback_s=60, bucket_s=30
+    )
     assert sum(w.count for w in windows) == 1
 
 

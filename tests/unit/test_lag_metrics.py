@@ -59,12 +59,16 @@ def test_series_follow_the_report_and_vanish_with_it() -> None:
     metrics.update(first)
     value = registry.get_sample_value
     assert value("streamrag_consumergroup_lag", {"group": "g1", "topic": "t", "partition": "0"}) == 5
-    assert value("streamrag_consumergroup_lag_seconds", {"group": "g1", "topic": "t", "partition": "0"}) == 2.5
+    assert (
+        value("streamrag_consumergroup_lag_seconds", {"group": "g1", "topic": "t", "partition": "0"}) == 2.5
+    )
     assert value("streamrag_consumergroup_status", {"group": "g1"}) == 2
     assert value("streamrag_consumergroup_status", {"group": "g2"}) == 0
     assert value("streamrag_consumergroup_lag", {"group": "g2", "topic": "u", "partition": "0"}) == 3
     # An unreadable lag in seconds is absent, not 0.
-    assert value("streamrag_consumergroup_lag_seconds", {"group": "g2", "topic": "u", "partition": "0"}) is None
+    assert (
+        value("streamrag_consumergroup_lag_seconds", {"group": "g2", "topic": "u", "partition": "0"}) is None
+    )
     assert value("streamrag_lag_monitor_last_sample_timestamp") == first.sampled_at.timestamp()
 
     metrics.update(_report(_group("g1", _part("t", 0, 1, 0.5, Status.OK))))
