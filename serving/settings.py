@@ -38,6 +38,7 @@ class ApiSettings(CommonSettings):
     tgi_token: SecretStr | None = None
     llm_port: int = Field(default=18090, description="Port of the embedded LLM server when tgi_url is unset.")
     max_new_tokens: int = 192
+    max_new_tokens_limit: int = Field(default=512, description="Cap on a request's max_new_tokens (cost control).")
     context_token_budget: int = 1200
     # Read-your-writes
     pipeline_group: str = Groups.PIPELINE

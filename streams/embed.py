@@ -74,7 +74,7 @@ class Embedder:
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the sparse vector's vocabulary)."""
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return ids
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:

@@ -171,7 +171,8 @@ def is_generic(description: str, page_name: str) -> bool:
     """
     if _GENERIC.match(description) or len(description.split()) > MAX_DESCRIPTION_WORDS:
         return True
-    name_words = set(content_words(page_name))
+    # "git-version": both the whole name and its parts ("git", "version") are name words.
+    name_words = set(content_words(page_name)) | set(content_words(re.sub(r"[-_.:]+", " ", page_name)))
     return len([w for w in content_words(description) if w not in name_words]) < MIN_DESCRIPTION_WORDS
 
 

@@ -11,6 +11,7 @@ very long line length), so a paragraph is one line and no word is hyphenated acr
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import shutil
@@ -93,7 +94,9 @@ def is_alias(source: str) -> bool:
     return False
 
 
+@functools.cache
 def groff_available() -> bool:
+    """Whether ``groff`` is on PATH (looked up once per process)."""
     return shutil.which("groff") is not None
 
 

@@ -114,8 +114,8 @@ def format_report(reports: dict[str, RetrievalReport], *, with_ci: bool = True) 
             estimate = report.metrics.get(name)
             cells.append("-" if estimate is None else str(estimate) if with_ci else f"{estimate.mean:.3f}")
         rows.append([name, *cells])
-    rows.append(["latency p50 ms", *(f"{r.latency_ms_p50:.1f}" for r in reports.values())])
-    rows.append(["latency p95 ms", *(f"{r.latency_ms_p95:.1f}" for r in reports.values())])
+    rows.append(["latency p50 ms", *(f"{r.latency_ms_p50:.2f}" for r in reports.values())])
+    rows.append(["latency p95 ms", *(f"{r.latency_ms_p95:.2f}" for r in reports.values())])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(

@@ -112,18 +112,22 @@ def test_cdc_insert_update_shorter_delete(stack: Any, embedder: Any, chunker: An
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
             v1 = conn.execute("INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) RETURNING version",
                               (doc, tenant, "Manual", long_body(60, "first"))).fetchone()[0]  # fmt: skip
-            harness.wait()
+            harness.wait_for(f"{tenant}/{doc}", v1)
             first = doc_chunks()
             assert len(first) >= 3 and {v for v, _ in first.values()} == {v1}
             text = "Manual\n\nA short replacement body."
             v2 = conn.execute("UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
                               ("A short replacement body.", tenant, doc)).fetchone()[0]  # fmt: skip
-            harness.wait()
+            harness.wait_for(f"{tenant}/{doc}", v2)
             second = doc_chunks()
             assert {v for v, _ in second.values()} == {v2}  # no stale chunk of v1 survives
             assert len(second) == len(chunker.chunk(text)) == 1
             conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s", (tenant, doc))
-            harness.wait()
+            deadline = time.monotonic() + 60
+            while doc_chunks() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            top = store.latest([f"{tenant}/{doc}"])[f"{tenant}/{doc}"]
+            assert (top.version, top.op) == (v2, Op.DELETE)
             assert doc_chunks() == {}
     finally:
         harness.stop()

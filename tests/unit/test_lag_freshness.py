@@ -96,6 +96,21 @@ def test_freshness_accepts_offsets_and_z_suffix() -> None:
     assert record_freshness(json.dumps(doc).encode()) == pytest.approx(3.0)
 
 
+def test_timestamp_text_inside_another_string_is_not_mistaken_for_the_field() -> None:
+    doc = {
+        "doc_id": '"source_ts":"2000-01-01T00:00:00Z"',
+        "source_ts": "2026-01-01T00:00:00Z",
+        "indexed_ts": "2026-01-01T00:00:02Z",
+    }
+    assert record_freshness(json.dumps(doc).encode()) == pytest.approx(2.0)
+
+
+def test_escaped_timestamps_fall_back_to_full_json_decoding() -> None:
+    raw = b'{"source_ts": "2026-01-01T00:00:00\\u002b00:00", "indexed_ts": "2026-01-01T00:00:04Z"}'
+    assert json.loads(raw)["source_ts"] == "2026-01-01T00:00:00+00:00"
+    assert record_freshness(raw) == pytest.approx(4.0)
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -71,6 +71,19 @@ class Harness:
     def stop(self) -> None:
         self.running.stop()
 
+    def wait_for(self, doc_key: str, version: int, timeout_s: float = 120.0) -> None:
+        """Until ``doc_key`` is indexed at ``version`` or newer and its batch is committed (CDC has latency)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running.alive():
+                raise AssertionError(f"pipeline died: {self.running.error!r}")
+            top = self.store.latest([doc_key]).get(doc_key)
+            if top is not None and top.version >= version:
+                self.wait(timeout_s)  # the event is in Kafka: caught up = its whole batch committed
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{doc_key} not indexed at version {version} after {timeout_s}s")
+
 
 def start_harness(settings: PipelineSettings, embedder: Any) -> Harness:
     return Harness(settings, start_in_thread(settings, embedder=embedder))

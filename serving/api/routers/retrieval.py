@@ -112,7 +112,7 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
     prompt = build_prompt(req.query, hits, _count_tokens(state), s.context_token_budget)
     citations = [Citation(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
                  for i, h in enumerate(prompt.used)]  # fmt: skip
-    max_new = req.max_new_tokens or s.max_new_tokens
+    max_new = min(req.max_new_tokens or s.max_new_tokens, s.max_new_tokens_limit)
     timings = dict(result.timings_ms)
 
     async def pieces() -> AsyncIterator[str]:

@@ -1,0 +1,180 @@
+"""Query benchmark: /v1/search latency under concurrent clients vs its stages timed alone, same run.
+
+Indexes a real corpus (Debian FAQ + man pages) through the real pipeline into a fresh embedded
+Qdrant, serves the API in-process, then measures:
+
+* each stage alone over the corpus's own questions: query embedding (dense + sparse), Qdrant
+  search (dense + sparse candidates), fusion and dedup;
+* ``POST /v1/search`` p50/p99 with ``--clients`` concurrent HTTP clients;
+* ratio = p50(/v1/search) / sum of the stages' p50 (goal <= 1.2);
+* ``POST /v1/answer`` time to first token and tokens/s with the embedded local model.
+
+    python bench/query.py --docs 300 --clients 2 --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.ingest import make_events, new_topic, progress  # noqa: E402
+from producers.publisher import Publisher  # noqa: E402
+from serving.api.app import build_state, create_app  # noqa: E402
+from serving.eval.corpus import build_corpus  # noqa: E402
+from serving.retrieval.search import dedupe_latest, fuse  # noqa: E402
+from serving.settings import ApiSettings  # noqa: E402
+from streamrag.config import QdrantSettings  # noqa: E402
+from streamrag.contracts import IndexSchema as S  # noqa: E402
+from streamrag.embedded import serve_in_thread, start_llm  # noqa: E402
+from streams.embed import Embedder  # noqa: E402
+from streams.runner import start_in_thread  # noqa: E402
+from streams.settings import PipelineSettings  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs), p))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=300)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--answers", type=int, default=3)
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+
+    corpus = build_corpus(max_docs=args.docs)
+    tmp = Path(tempfile.mkdtemp(prefix="streamrag-qbench-"))
+    qdrant = QdrantSettings(path=tmp / "q", collection="bench")
+    base = PipelineSettings(metrics_port=None, features_topic=None)
+    topic = new_topic(base.kafka.librdkafka(), 4)
+    group = f"qbench-{uuid.uuid4().hex[:8]}"
+    with Publisher(base.kafka, topic=topic) as pub:
+        pub.publish_many(make_events(corpus.documents, tenant="default"))
+    embedder = Embedder()
+    client = qdrant.client()
+    running = start_in_thread(base.model_copy(update={"source_topics": [topic], "cdc_topics": [], "group_id": group,
+                                                      "qdrant": qdrant}), qdrant_client=client, embedder=embedder)  # fmt: skip
+    while progress(base.kafka.librdkafka(), group, topic)[0] < progress(base.kafka.librdkafka(), group, topic)[1]:
+        time.sleep(0.2)
+    running.stop()
+    points = client.count(S.collection_for("bench", base.embedding_model_version)).count
+    print(f"indexed {len(corpus.documents)} documents, {points} chunks")
+
+    llm_port, api_port = free_port(), free_port()
+    llm = start_llm(llm_port)
+    settings = ApiSettings(qdrant=qdrant, port=api_port, llm_port=llm_port, queries_topic=None, max_new_tokens=64)
+    state = build_state(settings, client=client)
+    api = serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
+    url = f"http://127.0.0.1:{api_port}"
+    headers = {"X-API-Key": "dev-key"}
+    questions = [q.text for q in corpus.queries][: args.queries]
+
+    # Stages alone.
+    enc, ret = state.encoder, state.retriever
+    stage: dict[str, list[float]] = {"embed": [], "search": [], "fuse": []}
+    for q in questions:
+        t0 = time.perf_counter()
+        dense = enc.dense(q)
+        idx, vals = enc.sparse(q)
+        t1 = time.perf_counter()
+        from serving.retrieval.search import _hit, tenant_filter  # the same code path as the API
+        from qdrant_client import models as qm
+
+        flt = tenant_filter("default")
+        d = client.query_points(ret.collection, query=dense, using=S.DENSE, query_filter=flt, limit=ret.candidates,
+                                with_payload=True).points  # fmt: skip
+        sp = client.query_points(ret.collection, query=qm.SparseVector(indices=idx, values=vals), using=S.SPARSE,
+                                 query_filter=flt, limit=ret.candidates, with_payload=True).points  # fmt: skip
+        t2 = time.perf_counter()
+        pay = {str(p.id): p.payload for p in [*d, *sp]}
+        fused = fuse([[(str(p.id), p.score) for p in d], [(str(p.id), p.score) for p in sp]], [0.5, 0.5])
+        dedupe_latest([_hit(pid, pay[pid], s, None) for pid, s in fused])
+        t3 = time.perf_counter()
+        stage["embed"].append(t1 - t0)
+        stage["search"].append(t2 - t1)
+        stage["fuse"].append(t3 - t2)
+    stage_sum = sum(pct(v, 50) for v in stage.values())
+    for name, v in stage.items():
+        print(f"stage {name:<6} alone: p50 {pct(v, 50) * 1000:7.2f} ms  p99 {pct(v, 99) * 1000:7.2f} ms")
+
+    # /v1/search under concurrent clients.
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def worker(qs: list[str]) -> None:
+        with httpx.Client(timeout=60) as http:
+            for q in qs:
+                t = time.perf_counter()
+                http.post(f"{url}/v1/search", json={"query": q, "k": 5}, headers=headers).raise_for_status()
+                with lock:
+                    lat.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=worker, args=(questions[i :: args.clients],)) for i in range(args.clients)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t
+    p50, p99 = pct(lat, 50), pct(lat, 99)
+    print(f"/v1/search with {args.clients} concurrent clients: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+          f"{len(lat) / wall:.1f} req/s")
+    print(f"ratio p50(/v1/search) / sum(stage p50) = {p50 / stage_sum:.2f}   (goal <= 1.2)")
+
+    # /v1/answer: time to first token and tokens/s.
+    ttft, tps = [], []
+    for q in questions[: args.answers]:
+        t = time.perf_counter()
+        first, n = None, 0
+        with httpx.stream("POST", f"{url}/v1/answer", json={"query": q, "k": 3}, headers=headers, timeout=300) as r:
+            event = ""
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "token":
+                    n += 1
+                    first = first or time.perf_counter() - t
+        total = time.perf_counter() - t
+        if first is not None and n > 1:
+            ttft.append(first)
+            tps.append((n - 1) / (total - first))
+    if ttft:
+        print(f"/v1/answer: time to first token p50 {pct(ttft, 50):.2f} s, {pct(tps, 50):.1f} tokens/s (local model)")
+    api.should_exit = True
+    llm.should_exit = True
+    if args.record:
+        res = {"docs": len(corpus.documents), "chunks": points, "clients": args.clients, "search_p50_ms": p50 * 1000,
+               "search_p99_ms": p99 * 1000, "stage_sum_p50_ms": stage_sum * 1000, "ratio": p50 / stage_sum,
+               "ttft_s": pct(ttft, 50) if ttft else None, "tokens_per_s": pct(tps, 50) if tps else None}  # fmt: skip
+        with Path(__file__).with_name("RESULTS.md").open("a") as fh:
+            fh.write(f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus), "
+                     f"bench/query.py: {json.dumps(res)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
