@@ -1,155 +1,391 @@
-"""Token-aware chunking with overlap and parent sections (small-to-big retrieval).
+"""Token-aware chunking: sliding windows sized by the embedder's own tokenizer, inside parent sections.
 
-Sizes are in tokens of the embedder's own tokenizer, so a chunk is never silently truncated by
-the model: the :class:`Chunker` refuses a window that, with the model's two special tokens, would
-not fit the model's limit. The text is tokenised once with character offsets, and every chunk
-and parent is an exact substring of the input.
+A document is cut into *parents* (runs of whole paragraphs, for small-to-big retrieval: the small
+child is matched, its parent is returned) and each parent into overlapping child *windows* that the
+embedder reads without truncation. Every chunk is an exact slice of the input text: offsets come
+from one tokenisation with offset mapping, nothing is decoded back from token ids.
 
-Parents are runs of whole paragraphs of at most ``parent_max_tokens`` (a longer paragraph is
-split at sentence ends, or at token boundaries when a sentence alone is too long). Children are
-sliding windows of ``max_tokens`` with ``overlap`` tokens shared by consecutive windows, made
-within one parent, never across two. The last window of a parent ends at its last token and is
-full-size when the parent allows, so there are no tiny tail windows.
+Sizes are counted in tokens of the given tokenizer without special tokens. The guarantee that
+matters most is that the embedder never truncates silently: every chunk's text, tokenised again on
+its own, has ``token_count <= max_tokens`` tokens, and ``max_tokens`` plus the special tokens fits the
+model (checked when the :class:`Chunker` is built).
+
+Windows start at word boundaries. Tokenising a slice that starts inside a word gives different
+tokens (``"ization"`` is ``i ##zation``, not the ``##ization`` it was inside ``tokenization``), so a
+window starting mid-word could hold more tokens than it was sized for. Windows therefore end where
+the next window, starting exactly ``overlap`` tokens earlier on a word boundary, begins: consecutive
+windows share exactly ``overlap`` tokens and each holds at most ``max_tokens``, usually a few less.
+Only a single word longer than ``max_tokens - overlap`` tokens is cut inside; those windows are
+verified by tokenising them again and may overlap less.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Final
 
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+from tokenizers import models, normalizers, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+__all__ = ["MIN_MAX_TOKENS", "Chunk", "Chunker", "ChunkingConfig"]
+
+# Any one character tokenises to at most three tokens with BERT-style tokenizers (a Hangul syllable
+# becomes up to three jamo), so a window of at least this many tokens can always make progress.
+MIN_MAX_TOKENS: Final = 8
+
+_PARAGRAPH_BREAK: Final = re.compile(r"\n[^\S\n]*\n")
+# The end of a sentence: terminal punctuation with any closing quotes or brackets, then whitespace;
+# CJK full stops need no space after them.
+_SENTENCE_END: Final = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|[。！？]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
+    """One child window of a document, with the parent section it lies in.
+
+    ``text == document[start:end]`` and ``parent_text`` is the exact slice of the document that holds
+    it; offsets are ``str`` indices (code points). ``token_count`` is the number of tokens of
+    ``text`` by the chunker's tokenizer, without special tokens.
+    """
+
     index: int
-    """0..n-1 in document order, over the whole document."""
     text: str
-    """Exactly ``input[start:end]``."""
     start: int
     end: int
     token_count: int
-    """Tokens of the window (special tokens excluded)."""
     parent_index: int
     parent_text: str
 
 
 @dataclass(frozen=True)
 class ChunkingConfig:
+    """Window sizes, in tokens without special tokens; validated by :class:`Chunker`."""
+
     max_tokens: int = 128
     overlap: int = 32
     parent_max_tokens: int = 384
 
 
 class Chunker:
-    SPECIAL_TOKENS = 2  # [CLS] and [SEP] the model adds around every input
+    """Cuts text into :class:`Chunk` windows; see the module docstring for the contract."""
 
-    def __init__(self, tokenizer: Any, config: ChunkingConfig, model_max_tokens: int) -> None:
-        if config.max_tokens + self.SPECIAL_TOKENS > model_max_tokens:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: ChunkingConfig, model_max_tokens: int) -> None:
+        """Check ``config`` against the tokenizer and the model's input limit (tokens, specials included).
+
+        Raises ``ValueError`` if a full window plus the special tokens would not fit the model (it
+        would be truncated silently), if ``overlap`` is negative or not below ``max_tokens``, if
+        ``max_tokens`` is below :data:`MIN_MAX_TOKENS`, or if ``parent_max_tokens < max_tokens``.
+        Raises ``TypeError`` for a slow (pure Python) tokenizer, which has no offset mapping.
+        """
+        if not tokenizer.is_fast:
+            raise TypeError("Chunker needs a fast tokenizer: it relies on the offset mapping")
+        specials = tokenizer.num_special_tokens_to_add(pair=False)
+        if config.max_tokens < MIN_MAX_TOKENS:
+            raise ValueError(f"max_tokens={config.max_tokens} is below the minimum of {MIN_MAX_TOKENS}")
+        if config.max_tokens + specials > model_max_tokens:
             raise ValueError(
-                f"max_tokens={config.max_tokens} plus {self.SPECIAL_TOKENS} special tokens exceeds the model's "
-                f"limit of {model_max_tokens}: the model would silently truncate every full chunk"
+                f"max_tokens={config.max_tokens} plus {specials} special tokens exceeds the model's "
+                f"{model_max_tokens}-token input: the model would truncate chunks silently"
             )
         if not 0 <= config.overlap < config.max_tokens:
-            raise ValueError(f"overlap must be in [0, max_tokens), got {config.overlap}")
+            raise ValueError(f"overlap={config.overlap} must be in [0, max_tokens={config.max_tokens})")
         if config.parent_max_tokens < config.max_tokens:
-            raise ValueError("parent_max_tokens must be >= max_tokens")
-        self.tokenizer = tokenizer
-        self.config = config
-        self.model_max_tokens = model_max_tokens
+            raise ValueError(
+                f"parent_max_tokens={config.parent_max_tokens} is below max_tokens={config.max_tokens}"
+            )
+        self._tokenizer = tokenizer
+        self._config = config
+        self._words_are_independent = _tokenises_words_independently(tokenizer)
 
     @classmethod
     def from_model_path(cls, path: str, config: ChunkingConfig, model_max_tokens: int = 256) -> Chunker:
-        from transformers import AutoTokenizer
-
+        """A chunker using the tokenizer stored with the model at ``path`` (a local directory)."""
         return cls(AutoTokenizer.from_pretrained(path), config, model_max_tokens)
 
+    @property
+    def config(self) -> ChunkingConfig:
+        return self._config
+
     def chunk(self, text: str) -> list[Chunk]:
+        """Cut ``text`` into windows, in document order; ``[]`` if it holds no token at all."""
         if not text.strip():
             return []
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-        offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]  # type: ignore[misc]
-        if not offsets:
+        tokens = self._tokenise(text)
+        if not tokens.size:
             return []
         chunks: list[Chunk] = []
-        for parent_index, (ps, pe) in enumerate(self._parents(text, offsets)):
-            parent_text = text[offsets[ps][0] : offsets[pe - 1][1]]
-            for ws, we in self._windows(ps, pe):
-                start, end = offsets[ws][0], offsets[we - 1][1]
-                chunks.append(Chunk(len(chunks), text[start:end], start, end, we - ws, parent_index, parent_text))
+        for parent_index, (first, stop) in enumerate(_parents(tokens, self._config.parent_max_tokens)):
+            parent_text = text[tokens.starts[first] : tokens.ends[stop - 1]]
+            for window in self._windows(tokens, first, stop):
+                start, end = tokens.starts[window.first], tokens.ends[window.stop - 1]
+                chunks.append(
+                    Chunk(len(chunks), text[start:end], start, end, window.token_count, parent_index, parent_text)
+                )
         return chunks
 
-    # --- parents ---------------------------------------------------------------------------------
+    # --- tokens -------------------------------------------------------------------------------------
 
-    def _parents(self, text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Token ranges [start, end) of the parent sections, covering every token in order."""
-        limit = self.config.parent_max_tokens
-        paragraphs = self._paragraph_token_ranges(text, offsets)
-        pieces: list[tuple[int, int]] = []
-        for ps, pe in paragraphs:
-            if pe - ps <= limit:
-                pieces.append((ps, pe))
-            else:
-                pieces.extend(self._split_long(text, offsets, ps, pe))
-        parents: list[tuple[int, int]] = []
-        for ps, pe in pieces:  # greedily pack whole pieces into parents
-            if parents and pe - parents[-1][0] <= limit:
-                parents[-1] = (parents[-1][0], pe)
-            else:
-                parents.append((ps, pe))
-        return parents
+    def _tokenise(self, text: str) -> _Tokens:
+        encoding = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        offsets: list[tuple[int, int]] = encoding["offset_mapping"]
+        return _Tokens.build(text, offsets, encoding.word_ids())
 
-    @staticmethod
-    def _paragraph_token_ranges(text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        breaks = [m.start() for m in _PARAGRAPH_BREAK.finditer(text)]
-        ranges: list[tuple[int, int]] = []
-        start, b = 0, 0
-        for i, (cs, _) in enumerate(offsets):
-            crossed = False
-            while b < len(breaks) and breaks[b] < cs:
-                b += 1
-                crossed = True
-            if crossed and i > start:
-                ranges.append((start, i))
-                start = i
-        ranges.append((start, len(offsets)))
-        return ranges
+    def _count(self, tokens: _Tokens, first: int, stop: int) -> int:
+        """Tokens of the text of token range ``[first, stop)`` when tokenised on its own."""
+        if self._words_are_independent and tokens.is_word_start[first] and tokens.is_cut[stop]:
+            # Words tokenise independently of their neighbours, and truncating a word after some of
+            # its pieces keeps those pieces (WordPiece is greedy longest-prefix): the slice
+            # re-tokenises to exactly these tokens.
+            return stop - first
+        text = tokens.text[tokens.starts[first] : tokens.ends[stop - 1]]
+        ids = self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return len(ids)
 
-    def _split_long(self, text: str, offsets: list[tuple[int, int]], ps: int, pe: int) -> list[tuple[int, int]]:
-        """Split a too-long paragraph at sentence ends; a too-long sentence at token boundaries."""
-        limit = self.config.parent_max_tokens
-        sentences: list[tuple[int, int]] = []
-        s = ps
-        for i in range(ps, pe):
-            if _SENTENCE_END.search(text[offsets[i][0] : offsets[i][1]]):
-                sentences.append((s, i + 1))
-                s = i + 1
-        if s < pe:
-            sentences.append((s, pe))
-        out: list[tuple[int, int]] = []
-        for ss, se in sentences:
-            while se - ss > limit:
-                out.append((ss, ss + limit))
-                ss += limit
-            if ss < se:
-                if out and se - out[-1][0] <= limit:
-                    out[-1] = (out[-1][0], se)
-                else:
-                    out.append((ss, se))
-        return out
+    # --- windows ------------------------------------------------------------------------------------
 
-    # --- windows ---------------------------------------------------------------------------------
+    def _windows(self, tokens: _Tokens, first: int, stop: int) -> list[_Window]:
+        """Child windows covering the parent's token range ``[first, stop)``, in order."""
+        windows: list[_Window] = []
+        start = first
+        while True:
+            window, next_start = self._window_at(tokens, start, stop)
+            if next_start is None:
+                previous = windows[-1].first if windows else None
+                windows.append(self._right_aligned(tokens, window, previous))
+                return windows
+            windows.append(window)
+            start = next_start
 
-    def _windows(self, ps: int, pe: int) -> list[tuple[int, int]]:
-        size, stride = self.config.max_tokens, self.config.max_tokens - self.config.overlap
-        if pe - ps <= size:
-            return [(ps, pe)]
-        out: list[tuple[int, int]] = []
-        start = ps
-        while start + size < pe:
-            out.append((start, start + size))
-            start += stride
-        out.append((max(ps, pe - size), pe))  # full-size last window ending at the parent's end
-        return out
+    def _window_at(self, tokens: _Tokens, start: int, stop: int) -> tuple[_Window, int | None]:
+        """The window starting at token ``start`` and where the next one starts (None: it is the last)."""
+        size, overlap = self._config.max_tokens, self._config.overlap
+        limit = min(start + size, stop)
+        while limit > start:
+            if limit == stop:
+                count = self._count(tokens, start, stop)
+                if count <= size:
+                    return _Window(start, stop, count), None
+                limit = tokens.cut_below(stop, start) or start
+                continue
+            # End the window `overlap` tokens after the next window's start, which must be a word
+            # start: then the next window re-tokenises exactly and the overlap is exact.
+            next_start = tokens.word_start_at_or_below(limit - overlap, start, need_cut_after=overlap)
+            if next_start is None:
+                break
+            end = next_start + overlap
+            count = self._count(tokens, start, end)
+            if count <= size:
+                return _Window(start, end, count), next_start
+            limit = end - 1  # only for tokenizers whose words are not independent
+        return self._window_inside_word(tokens, start, stop)
+
+    def _window_inside_word(self, tokens: _Tokens, start: int, stop: int) -> tuple[_Window, int | None]:
+        """The window at ``start`` when no word boundary fits: a word longer than the stride.
+
+        Cuts at any boundary between tokens that do not share a character, verifying the count by
+        tokenising the slice; the next window starts ``overlap`` tokens back where possible.
+        """
+        size, overlap = self._config.max_tokens, self._config.overlap
+        end = min(start + size, stop)
+        if end < stop:
+            end = tokens.cut_below(end + 1, start) or end
+        while (count := self._count(tokens, start, end)) > size:
+            shorter = tokens.cut_below(end, start)
+            if shorter is None:
+                raise RuntimeError(f"no slice of {tokens.text[tokens.starts[start]:][:40]!r} fits {size} tokens")
+            end = shorter
+        if end == stop:
+            return _Window(start, end, count), None
+        next_start = (
+            tokens.word_start_at_or_below(end - overlap, start)
+            or tokens.cut_below(end - overlap + 1, start)
+            or tokens.cut_above(start)
+        )
+        return _Window(start, end, count), next_start
+
+    def _right_aligned(self, tokens: _Tokens, last: _Window, previous_first: int | None) -> _Window:
+        """Move the parent's last window back so it is as full as the others (no tiny tail window).
+
+        It keeps ending at the parent's end and starts on the earliest word start that leaves it at
+        most ``max_tokens`` tokens and still after the previous window's start.
+        """
+        if previous_first is None or not tokens.is_word_start[last.first]:
+            return last
+        lowest = max(last.stop - self._config.max_tokens, previous_first + 1)
+        first = tokens.word_start_at_or_above(lowest, last.first)
+        if first == last.first:
+            return last
+        count = self._count(tokens, first, last.stop)
+        return _Window(first, last.stop, count) if count <= self._config.max_tokens else last
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    first: int  # token indices [first, stop)
+    stop: int
+    token_count: int  # by re-tokenising the window's text
+
+
+@dataclass(frozen=True, slots=True)
+class _Tokens:
+    """One tokenisation of a text: char offsets per token, and where it may be cut.
+
+    ``is_cut[i]``: tokens ``i-1`` and ``i`` do not share a character (a Hangul syllable's jamo do),
+    so the text can be sliced between them. ``is_word_start[i]``: token ``i`` also begins a word of
+    the pre-tokenizer. Both have ``size + 1`` entries; the text's end counts as both.
+    """
+
+    text: str
+    starts: list[int]
+    ends: list[int]
+    is_cut: bytearray
+    is_word_start: bytearray
+    cuts: list[int]  # sorted indices where is_cut
+    word_starts: list[int]  # sorted indices where is_word_start
+
+    @property
+    def size(self) -> int:
+        return len(self.starts)
+
+    @classmethod
+    def build(cls, text: str, offsets: Sequence[tuple[int, int]], word_ids: Sequence[int | None]) -> _Tokens:
+        starts = [start for start, _ in offsets]
+        ends = [end for _, end in offsets]
+        size = len(starts)
+        is_cut = bytearray(size + 1)
+        is_word_start = bytearray(size + 1)
+        for i in range(size + 1):
+            cut = i in (0, size) or starts[i] >= ends[i - 1]
+            is_cut[i] = cut
+            is_word_start[i] = cut and (i in (0, size) or word_ids[i] != word_ids[i - 1])
+        cuts = [i for i in range(size + 1) if is_cut[i]]
+        word_starts = [i for i in range(size + 1) if is_word_start[i]]
+        return cls(text, starts, ends, is_cut, is_word_start, cuts, word_starts)
+
+    def token_at_or_after(self, char: int) -> int:
+        """Index of the first token starting at or after character ``char``."""
+        return bisect.bisect_left(self.starts, char)
+
+    def cut_below(self, index: int, lowest: int) -> int | None:
+        """The largest cut in ``(lowest, index)``, or None."""
+        return _largest_in(self.cuts, lowest, index - 1)
+
+    def cut_above(self, index: int) -> int | None:
+        """The smallest cut after ``index``, or None."""
+        position = bisect.bisect_right(self.cuts, index)
+        return self.cuts[position] if position < len(self.cuts) else None
+
+    def word_start_at_or_below(self, index: int, lowest: int, need_cut_after: int = 0) -> int | None:
+        """The largest word start ``j`` in ``(lowest, index]`` with a cut at ``j + need_cut_after``."""
+        position = bisect.bisect_right(self.word_starts, index) - 1
+        while position >= 0 and (j := self.word_starts[position]) > lowest:
+            if j + need_cut_after <= self.size and self.is_cut[j + need_cut_after]:
+                return j
+            position -= 1
+        return None
+
+    def word_start_at_or_above(self, index: int, highest: int) -> int:
+        """The smallest word start in ``[index, highest]``; ``highest`` itself must be one."""
+        position = bisect.bisect_left(self.word_starts, index)
+        return min(self.word_starts[position], highest)
+
+
+def _largest_in(sorted_values: list[int], lowest: int, highest: int) -> int | None:
+    """The largest value ``v`` with ``lowest < v <= highest``, or None."""
+    position = bisect.bisect_right(sorted_values, highest) - 1
+    if position >= 0 and sorted_values[position] > lowest:
+        return sorted_values[position]
+    return None
+
+
+# --- parents ----------------------------------------------------------------------------------------
+
+
+def _parents(tokens: _Tokens, limit: int) -> list[tuple[int, int]]:
+    """Token ranges ``[first, stop)`` of the parent sections, covering all tokens in order.
+
+    Consecutive paragraphs are packed greedily while the parent stays within ``limit`` tokens; a
+    paragraph over the limit becomes parents of its own, packed from its sentences, and a sentence
+    over the limit is cut at word starts (inside a word only if one word exceeds the limit).
+    """
+    parents: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    for first, stop in _paragraphs(tokens):
+        if stop - first > limit:
+            if current:
+                parents.append(current)
+                current = None
+            parents.extend(_pack(_sentence_bounds(tokens, first, stop, limit), limit))
+        elif current and stop - current[0] <= limit:
+            current = (current[0], stop)
+        else:
+            if current:
+                parents.append(current)
+            current = (first, stop)
+    if current:
+        parents.append(current)
+    return parents
+
+
+def _paragraphs(tokens: _Tokens) -> list[tuple[int, int]]:
+    """Token ranges of the blank-line separated paragraphs (paragraphs without tokens vanish)."""
+    bounds = {0, tokens.size}
+    for match in _PARAGRAPH_BREAK.finditer(tokens.text):
+        bounds.add(tokens.token_at_or_after(match.end()))
+    ordered = sorted(bounds)
+    return [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if a < b]
+
+
+def _sentence_bounds(tokens: _Tokens, first: int, stop: int, limit: int) -> list[int]:
+    """Sorted cut points ``first, ..., stop`` at sentence starts, no two more than ``limit`` apart."""
+    text = tokens.text[tokens.starts[first] : tokens.ends[stop - 1]]
+    base = tokens.starts[first]
+    bounds = [first]
+    for match in _SENTENCE_END.finditer(text):
+        index = tokens.token_at_or_after(base + match.end())
+        if bounds[-1] < index < stop and tokens.is_word_start[index]:
+            bounds.append(index)
+    bounds.append(stop)
+    result = [first]
+    for bound in bounds[1:]:
+        # A sentence over the limit is cut at word starts, or at any cut inside a giant word.
+        while bound - result[-1] > limit:
+            low, high = result[-1], result[-1] + limit
+            result.append(_largest_in(tokens.word_starts, low, high) or _largest_in(tokens.cuts, low, high) or high)
+        result.append(bound)
+    return result
+
+
+def _pack(bounds: list[int], limit: int) -> list[tuple[int, int]]:
+    """Greedily merge consecutive pieces between ``bounds`` into ranges of at most ``limit`` tokens."""
+    ranges: list[tuple[int, int]] = []
+    first = previous = bounds[0]
+    for bound in bounds[1:]:
+        if bound - first > limit:
+            ranges.append((first, previous))
+            first = previous
+        previous = bound
+    ranges.append((first, previous))
+    return ranges
+
+
+def _tokenises_words_independently(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a word's tokens never depend on the text around it (BERT's WordPiece pipeline).
+
+    True for WordPiece behind the BERT pre-tokenizer (splits on whitespace and punctuation) with at
+    most the per-character BERT normaliser. Other tokenizers (byte-level BPE, SentencePiece) attach
+    spaces or word-initial markers to tokens, so every window of theirs is verified instead.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    return (
+        isinstance(backend.model, models.WordPiece)
+        and isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        and (backend.normalizer is None or isinstance(backend.normalizer, normalizers.BertNormalizer))
+    )

@@ -83,10 +83,15 @@ def normalise_unicode(text: str) -> str:
 
 # --- HTML -------------------------------------------------------------------------------------------
 
-# Tags are only recognised by name so that prose and code such as "a<b and c>d", "Vec<T>" or
-# "<user@example.com>" survive. Attribute values may not contain angle brackets: that keeps every
-# match local (no scanning to the end of the text for an unclosed quote).
-_ATTRIBUTES: Final = r"""(?:\s(?:"[^"<>]*"|'[^'<>]*'|[^'"<>])*)?/?"""
+# Tags are only recognised by name, and attributes only as ``name=value`` or a known boolean
+# attribute, so that prose and code such as "if a<b and c>d", "Vec<T>" or "<user@example.com>"
+# survive. Attribute values may not contain angle brackets: that keeps every match local.
+_ATTRIBUTE: Final = (
+    r"""\s+(?:[^\s"'<>=/]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>=`]+)"""
+    r"|(?:async|autofocus|autoplay|checked|controls|default|defer|disabled|hidden|loop|multiple|muted"
+    r"|nomodule|novalidate|open|readonly|required|reversed|selected)(?![^\s/>]))"
+)
+_ATTRIBUTES: Final = rf"(?:{_ATTRIBUTE})*\s*/?"
 # Block-level elements, by the break they stand for: a paragraph break around sections and
 # paragraphs, a line break before list items and rows (their closing tag adds nothing, so a list
 # stays one paragraph), a space between table cells.
@@ -198,15 +203,19 @@ def strip_markdown(text: str) -> str:
 def _strip_block_markup(text: str) -> str:
     """Line-level Markdown: fences, rules, reference definitions, block prefixes and table pipes.
 
-    Removed lines become empty lines, so the paragraph structure around them survives.
+    Removed lines become empty lines, so the paragraph structure around them survives; only a
+    table's separator row disappears entirely.
     """
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if any(p.fullmatch(line) for p in (_FENCE_LINE, _TABLE_SEPARATOR, _RULE_LINE, _REFERENCE_DEFINITION)):
-            lines[i] = ""
+    lines = []
+    for line in text.split("\n"):
+        if _TABLE_SEPARATOR.fullmatch(line):
+            continue  # a table's header and body stay one block
+        if any(p.fullmatch(line) for p in (_FENCE_LINE, _RULE_LINE, _REFERENCE_DEFINITION)):
+            line = ""
         elif prefix := _LINE_PREFIX.match(line):
             rest = line[prefix.end() :]
-            lines[i] = _CLOSING_HASHES.sub("", rest) if "#" in prefix.group(0) else rest
+            line = _CLOSING_HASHES.sub("", rest) if "#" in prefix.group(0) else rest
+        lines.append(line)
     return _strip_table_pipes(lines)
 
 

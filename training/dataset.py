@@ -175,16 +175,27 @@ def _latest_documents(chunks: Iterable[Chunk]) -> dict[str, list[Chunk]]:
     return out
 
 
-def _sentence_pair(chunk: Chunk, opts: TrainingOptions) -> Pair | None:
-    segments = [s.strip() for s in _SEGMENT_BREAK.split(chunk.text)]
+def _is_prose(segment: str, lo: int, hi: int) -> bool:
+    """Starts upper-case and has ``lo..hi`` words, most of them real words (not man-page syntax)."""
+    words = segment.split()
+    wordy = sum(1 for w in words if sum(c.isalpha() for c in w) >= 2)
+    return segment[:1].isupper() and lo <= len(words) <= hi and wordy >= lo and wordy >= 0.6 * len(words)
+
+
+def _sentence_pair(chunk: Chunk, previous: str, taken: set[str], opts: TrainingOptions) -> Pair | None:
+    """The chunk's first prose sentence not in the previous chunk (the overlap) nor ``taken`` already."""
     lo, hi = opts.query_words
-    for i, seg in enumerate(segments):
-        if (i == 0 and chunk.chunk_index > 0) or not seg or not seg[0].isupper():
-            continue  # a later chunk starts mid-sentence; a lower-case start is a fragment too
-        if lo <= len(seg.split()) <= hi:
-            passage = chunk.text.replace(seg, " ", 1).strip()
-            if len(passage) >= opts.min_passage_chars:
-                return Pair(seg, passage, chunk.doc_key, chunk.chunk_index, "sentence")
+    for i, seg in enumerate(s.strip() for s in _SEGMENT_BREAK.split(chunk.text)):
+        if (
+            (i == 0 and chunk.chunk_index > 0)
+            or not _is_prose(seg, lo, hi)
+            or seg in previous
+            or seg in taken
+        ):
+            continue  # a later chunk starts mid-sentence; an overlapping sentence would answer two chunks
+        passage = chunk.text.replace(seg, " ", 1).strip()
+        if len(passage) >= opts.min_passage_chars:
+            return Pair(seg, passage, chunk.doc_key, chunk.chunk_index, "sentence")
     return None
 
 
@@ -195,6 +206,7 @@ def make_pairs(chunks: Iterable[Chunk], opts: TrainingOptions) -> list[Pair]:
     pairs: list[Pair] = []
     for key in sorted(docs):
         made: list[Pair] = []
+        previous = ""
         for chunk in docs[key]:
             if len(made) >= opts.max_pairs_per_doc:
                 break
@@ -204,9 +216,10 @@ def make_pairs(chunks: Iterable[Chunk], opts: TrainingOptions) -> list[Pair]:
                 body = chunk.text[len(title) :] if chunk.text.startswith(title) else chunk.text
                 if len(body.strip()) >= opts.min_passage_chars:
                     pair = Pair(title, body.strip(), key, chunk.chunk_index, "title")
-            pair = pair or _sentence_pair(chunk, opts)
+            pair = pair or _sentence_pair(chunk, previous, {m.query for m in made}, opts)
             if pair is not None:
                 made.append(pair)
+            previous = chunk.text
         pairs.extend(made)
     return pairs
 

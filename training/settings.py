@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from streamrag.config import CommonSettings
 from streamrag.contracts import Groups, Topics
@@ -65,6 +65,14 @@ class TrainingOptions(BaseModel):
     group_id: str = Groups.TRAINING
     max_queued: int = Field(default=8, ge=1, description="Queued runs before consumption pauses.")
     poll_timeout_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _metric_is_computed(self) -> TrainingOptions:
+        if self.promote_metric != "mrr" and int(self.promote_metric.rsplit("_", 1)[1]) not in self.eval_k:
+            raise ValueError(f"promote_metric {self.promote_metric} needs its k in eval_k {self.eval_k}")
+        if self.query_words[0] > self.query_words[1]:
+            raise ValueError("query_words must be (min, max)")
+        return self
 
 
 class RegistryOptions(BaseModel):

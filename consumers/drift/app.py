@@ -101,6 +101,9 @@ def create_app(settings: DriftSettings) -> tuple[faust.App, DriftStats]:
         topic_replication_factor=settings.kafka.replication_factor,
         topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=opts.session_timeout_s,
+        # heartbeats well inside the session (Faust's default is 3 s)
+        broker_heartbeat_interval=min(3.0, opts.session_timeout_s / 3),
         web_enabled=False,
         autodiscover=False,
         datadir=str(datadir),

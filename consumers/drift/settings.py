@@ -49,6 +49,10 @@ class DriftOptions(BaseModel):
     observations_retention_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="Retention of the internal observations topic."
     )
+    session_timeout_s: float = Field(
+        default=60.0, ge=6, le=300,
+        description="Group session timeout: how long a dead worker holds its partitions before a rebalance.",
+    )  # fmt: skip
     stats_interval_s: float = Field(default=60.0, gt=0, description="How often counters are logged.")
 
     @model_validator(mode="after")

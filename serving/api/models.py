@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_META_VALUE = str | int | float | bool | list[str] | list[int]
+# Exact-match filter values: what Qdrant's keyword/integer/bool match takes (no floats: use ranges).
+_META_VALUE = bool | int | str | list[str] | list[int]
 
 
 class Position(BaseModel):
@@ -24,6 +25,11 @@ class Freshness(BaseModel):
     model_config = ConfigDict(extra="forbid")
     doc_id: str | None = Field(default=None, min_length=1, max_length=256)
     min_version: int | None = Field(default=None, ge=0, description="With doc_id: wait for this version.")
+    deleted: bool = Field(
+        default=False,
+        description="With doc_id: wait until the document is deleted at min_version or later (a delete keeps "
+        "the version of the row it removed, so the version alone cannot tell).",
+    )
     after: Position | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=60)
 
@@ -31,6 +37,8 @@ class Freshness(BaseModel):
     def _pairs(self) -> Freshness:
         if (self.doc_id is None) != (self.min_version is None):
             raise ValueError("doc_id and min_version go together")
+        if self.deleted and self.doc_id is None:
+            raise ValueError("deleted needs doc_id and min_version")
         if self.doc_id is None and self.after is None:
             raise ValueError("give doc_id + min_version, or after (topic, partition, offset)")
         return self

@@ -97,14 +97,15 @@ class ApiState:
             consumer.close()
 
     async def wait_fresh(self, tenant: str, doc_id: str | None, min_version: int | None,
-                         after: tuple[str, int, int] | None, timeout_s: float) -> bool:  # fmt: skip
+                         after: tuple[str, int, int] | None, timeout_s: float, deleted: bool = False) -> bool:  # fmt: skip
         """Wait until the index holds ``min_version`` of the document / the pipeline passed ``after``."""
         deadline = time.monotonic() + min(timeout_s, self.settings.freshness_timeout_s * 6)
         while True:
             ok = True
             if doc_id is not None and min_version is not None:
                 st = await asyncio.to_thread(self.document_state, tenant, doc_id)
-                ok = st["indexed_version"] is not None and st["indexed_version"] >= min_version
+                v = st["indexed_version"]
+                ok = v is not None and (v > min_version or (v == min_version and (st["deleted"] or not deleted)))
             if ok and after is not None:
                 ok = await asyncio.to_thread(self.committed_offset, after[0], after[1]) > after[2]
             if ok:

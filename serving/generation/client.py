@@ -15,6 +15,9 @@ from huggingface_hub import AsyncInferenceClient
 
 class Generator:
     def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 120.0) -> None:
+        from serving.llm.client import allow_self_hosted_inference
+
+        allow_self_hosted_inference()  # HF_HUB_OFFLINE would otherwise refuse even a local TGI
         self.base_url = base_url.rstrip("/")
         self.client = AsyncInferenceClient(base_url=self.base_url, token=token, timeout=timeout_s)
 

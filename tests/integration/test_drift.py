@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
@@ -119,6 +119,7 @@ class DriftRig:
     env: dict[str, str]
     log_dir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_files: list[BinaryIO] = field(default_factory=list)
     deliveries: list[tuple[str, int, int]] = field(default_factory=list)
     """(topic, partition, offset) of every record produced, in order."""
 
@@ -131,7 +132,8 @@ class DriftRig:
         return (self.log_dir / f"worker-{len(self.procs) - 1}.log").read_text(errors="replace")
 
     def start(self) -> None:
-        log_file = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        log_file = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed by the fixture
+        self.log_files.append(log_file)
         proc = subprocess.Popen(
             [sys.executable, "-m", "consumers.drift", "run", "--loglevel", "info"],
             cwd=REPO, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
@@ -248,6 +250,8 @@ def rig(
         "STREAMRAG_DRIFT__EVALUATE_EVERY": str(EVERY),
         "STREAMRAG_DRIFT__COOLDOWN_ITEMS": str(COOLDOWN),
         "STREAMRAG_DRIFT__STATS_INTERVAL_S": "1",
+        # a killed worker's partitions come back after this, not after the default minute
+        "STREAMRAG_DRIFT__SESSION_TIMEOUT_S": "10",
     }
     rig = DriftRig(features, queries, drift, app_id, kafka_conf, env, tmp_path)
     yield rig
@@ -255,6 +259,8 @@ def rig(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+    for log_file in rig.log_files:
+        log_file.close()
     # the app's own topics: observations, table changelog, assignor
     admin = AdminClient(kafka_conf)
     own = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{app_id}-")]

@@ -37,7 +37,7 @@ async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchR
     if req.freshness is not None:
         f = req.freshness
         after = (f.after.topic, f.after.partition, f.after.offset) if f.after else None
-        if not await state.wait_fresh(tenant, f.doc_id, f.min_version, after, f.timeout_s):
+        if not await state.wait_fresh(tenant, f.doc_id, f.min_version, after, f.timeout_s, f.deleted):
             state.metrics.errors.labels("freshness_timeout").inc()
             raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
                                 f"the index did not catch up within {f.timeout_s}s; retry later "
