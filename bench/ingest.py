@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -29,18 +28,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+import numpy as np
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from producers.publisher import Publisher  # noqa: E402
-from serving.eval.corpus import build_corpus  # noqa: E402
-from streamrag.config import QdrantSettings  # noqa: E402
-from streamrag.contracts import DocumentEvent, Op, utcnow  # noqa: E402
-from streams.chunk import Chunker, ChunkingConfig  # noqa: E402
-from streams.clean import clean_text  # noqa: E402
-from streams.embed import Embedder  # noqa: E402
-from streams.runner import start_in_thread  # noqa: E402
-from streams.settings import PipelineSettings  # noqa: E402
+from producers.publisher import Publisher
+from serving.eval.corpus import build_corpus
+from streamrag.config import QdrantSettings
+from streamrag.contracts import DocumentEvent, Op, utcnow
+from streams.chunk import Chunker, ChunkingConfig
+from streams.clean import clean_text
+from streams.embed import Embedder
+from streams.runner import start_in_thread
+from streams.settings import PipelineSettings
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -48,8 +47,18 @@ def percentile(xs: list[float], p: float) -> float:
 
 
 def make_events(docs: list, tenant: str, version: int = 1) -> list[DocumentEvent]:
-    return [DocumentEvent(tenant=tenant, doc_id=d.doc_id.replace("/", ":"), version=version, op=Op.UPSERT,
-                          title=d.title, body=d.body, source_ts=utcnow()) for d in docs]  # fmt: skip
+    return [
+        DocumentEvent(
+            tenant=tenant,
+            doc_id=d.doc_id.replace("/", ":"),
+            version=version,
+            op=Op.UPSERT,
+            title=d.title,
+            body=d.body,
+            source_ts=utcnow(),
+        )
+        for d in docs
+    ]
 
 
 def chunk_texts(events: list[DocumentEvent], chunker: Chunker) -> list[str]:
@@ -90,12 +99,17 @@ def main() -> int:
     embedder = Embedder(batch_size=args.batch_size)
     if args.device != "cpu":
         embedder.model = embedder.model.to(args.device)
-    chunker = Chunker(embedder.tokenizer, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap,
-                                                         settings.parent_tokens), embedder.max_tokens)  # fmt: skip
+    chunker = Chunker(
+        embedder.tokenizer,
+        ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.parent_tokens),
+        embedder.max_tokens,
+    )
     events = make_events(corpus.documents, tenant="bench")
     texts = chunk_texts(events, chunker)
-    print(f"corpus: {len(events)} documents, {len(texts)} chunks, {sum(map(len, texts)):,} chars; "
-          f"machine: {platform.node()} {os.cpu_count()} cpus; torch threads {__import__('torch').get_num_threads()}")
+    print(
+        f"corpus: {len(events)} documents, {len(texts)} chunks, {sum(map(len, texts)):,} chars; "
+        f"machine: {platform.node()} {os.cpu_count()} cpus; torch threads {__import__('torch').get_num_threads()}"
+    )
 
     embedder.encode(texts[:64])  # warm-up
     t = time.perf_counter()
@@ -111,9 +125,15 @@ def main() -> int:
         with Publisher(settings.kafka, topic=topic) as pub:
             pub.publish_many(events)
         tmp = Path(tempfile.mkdtemp(prefix="streamrag-bench-"))
-        ps = settings.model_copy(update={"source_topics": [topic], "cdc_topics": [], "group_id": group,
-                                         "qdrant": QdrantSettings(path=tmp / "q", collection="bench"),
-                                         "features_topic": None})  # fmt: skip
+        ps = settings.model_copy(
+            update={
+                "source_topics": [topic],
+                "cdc_topics": [],
+                "group_id": group,
+                "qdrant": QdrantSettings(path=tmp / "q", collection="bench"),
+                "features_topic": None,
+            }
+        )
         running = start_in_thread(ps, embedder=embedder)
         t = time.perf_counter()
         while True:
@@ -146,8 +166,10 @@ def main() -> int:
         lat = _freshness(running.runtime.store, version=2)
         running.stop()
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
-        print(f"freshness at {rate_docs:.2f} docs/s (half of P) over {len(lat)} docs: p50 {p50:.2f} s, p99 {p99:.2f} s"
-              "   (goal p99 <= 2 s)")
+        print(
+            f"freshness at {rate_docs:.2f} docs/s (half of P) over {len(lat)} docs: p50 {p50:.2f} s, p99 {p99:.2f} s"
+            "   (goal p99 <= 2 s)"
+        )
         results |= {"offered_docs_per_s": rate_docs, "fresh_p50": p50, "fresh_p99": p99}
 
     if args.device == "cpu":
@@ -159,10 +181,16 @@ def main() -> int:
         bf16 = bf.encode(texts)
         b_s = time.perf_counter() - t
         cos = np.sum(fp32 * bf16, axis=1)
-        print(f"bf16: {len(texts) / b_s:8.1f} chunks/s, speed-up {e_s / b_s:.2f}x; cosine to fp32 "
-              f"mean {cos.mean():.4f} min {cos.min():.4f}  (default only if min >= 0.99); "
-              f"cpu bf16 support: {torch.backends.mkldnn.is_available()}")
-        results |= {"bf16_speedup": e_s / b_s, "bf16_cos_min": float(cos.min()), "bf16_cos_mean": float(cos.mean())}
+        print(
+            f"bf16: {len(texts) / b_s:8.1f} chunks/s, speed-up {e_s / b_s:.2f}x; cosine to fp32 "
+            f"mean {cos.mean():.4f} min {cos.min():.4f}  (default only if min >= 0.99); "
+            f"cpu bf16 support: {torch.backends.mkldnn.is_available()}"
+        )
+        results |= {
+            "bf16_speedup": e_s / b_s,
+            "bf16_cos_min": float(cos.min()),
+            "bf16_cos_mean": float(cos.mean()),
+        }
 
     if args.record:
         _record(results, args)
@@ -185,8 +213,10 @@ def _record(results: dict, args: argparse.Namespace) -> None:
     path = Path(__file__).with_name("RESULTS.md")
     line = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
     with path.open("a") as fh:
-        fh.write(f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus, "
-                 f"{args.device}), bench/ingest.py --docs {args.docs} --batch-size {args.batch_size}: {line}\n")
+        fh.write(
+            f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus, "
+            f"{args.device}), bench/ingest.py --docs {args.docs} --batch-size {args.batch_size}: {line}\n"
+        )
     print(f"recorded in {path}")
 
 

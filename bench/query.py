@@ -30,21 +30,21 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from bench.ingest import make_events, new_topic, progress  # noqa: E402
-from producers.publisher import Publisher  # noqa: E402
-from serving.api.app import build_state, create_app  # noqa: E402
-from serving.eval.corpus import build_corpus  # noqa: E402
-from serving.retrieval.search import dedupe_latest, fuse  # noqa: E402
-from serving.settings import ApiSettings  # noqa: E402
-from streamrag.config import QdrantSettings  # noqa: E402
-from streamrag.contracts import IndexSchema as S  # noqa: E402
-from streamrag.embedded import serve_in_thread, start_llm  # noqa: E402
-from streams.embed import Embedder  # noqa: E402
-from streams.runner import start_in_thread  # noqa: E402
-from streams.settings import PipelineSettings  # noqa: E402
+from bench.ingest import make_events, new_topic, progress
+from producers.publisher import Publisher
+from serving.api.app import build_state, create_app
+from serving.eval.corpus import build_corpus
+from serving.retrieval.search import dedupe_latest, fuse
+from serving.settings import ApiSettings
+from streamrag.config import QdrantSettings
+from streamrag.contracts import IndexSchema as S
+from streamrag.embedded import serve_in_thread, start_llm
+from streams.embed import Embedder
+from streams.runner import start_in_thread
+from streams.settings import PipelineSettings
 
 
 def free_port() -> int:
@@ -76,9 +76,17 @@ def main() -> int:
         pub.publish_many(make_events(corpus.documents, tenant="default"))
     embedder = Embedder()
     client = qdrant.client()
-    running = start_in_thread(base.model_copy(update={"source_topics": [topic], "cdc_topics": [], "group_id": group,
-                                                      "qdrant": qdrant}), qdrant_client=client, embedder=embedder)  # fmt: skip
-    while progress(base.kafka.librdkafka(), group, topic)[0] < progress(base.kafka.librdkafka(), group, topic)[1]:
+    running = start_in_thread(
+        base.model_copy(
+            update={"source_topics": [topic], "cdc_topics": [], "group_id": group, "qdrant": qdrant}
+        ),
+        qdrant_client=client,
+        embedder=embedder,
+    )
+    while (
+        progress(base.kafka.librdkafka(), group, topic)[0]
+        < progress(base.kafka.librdkafka(), group, topic)[1]
+    ):
         time.sleep(0.2)
     running.stop()
     points = client.count(S.collection_for("bench", base.embedding_model_version)).count
@@ -86,7 +94,9 @@ def main() -> int:
 
     llm_port, api_port = free_port(), free_port()
     llm = start_llm(llm_port)
-    settings = ApiSettings(qdrant=qdrant, port=api_port, llm_port=llm_port, queries_topic=None, max_new_tokens=64)
+    settings = ApiSettings(
+        qdrant=qdrant, port=api_port, llm_port=llm_port, queries_topic=None, max_new_tokens=64
+    )
     state = build_state(settings, client=client)
     api = serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
     url = f"http://127.0.0.1:{api_port}"
@@ -101,14 +111,27 @@ def main() -> int:
         dense = enc.dense(q)
         idx, vals = enc.sparse(q)
         t1 = time.perf_counter()
-        from serving.retrieval.search import _hit, tenant_filter  # the same code path as the API
         from qdrant_client import models as qm
 
+        from serving.retrieval.search import _hit, tenant_filter  # the same code path as the API
+
         flt = tenant_filter("default")
-        d = client.query_points(ret.collection, query=dense, using=S.DENSE, query_filter=flt, limit=ret.candidates,
-                                with_payload=True).points  # fmt: skip
-        sp = client.query_points(ret.collection, query=qm.SparseVector(indices=idx, values=vals), using=S.SPARSE,
-                                 query_filter=flt, limit=ret.candidates, with_payload=True).points  # fmt: skip
+        d = client.query_points(
+            ret.collection,
+            query=dense,
+            using=S.DENSE,
+            query_filter=flt,
+            limit=ret.candidates,
+            with_payload=True,
+        ).points
+        sp = client.query_points(
+            ret.collection,
+            query=qm.SparseVector(indices=idx, values=vals),
+            using=S.SPARSE,
+            query_filter=flt,
+            limit=ret.candidates,
+            with_payload=True,
+        ).points
         t2 = time.perf_counter()
         pay = {str(p.id): p.payload for p in [*d, *sp]}
         fused = fuse([[(str(p.id), p.score) for p in d], [(str(p.id), p.score) for p in sp]], [0.5, 0.5])
@@ -133,7 +156,9 @@ def main() -> int:
                 with lock:
                     lat.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=worker, args=(questions[i :: args.clients],)) for i in range(args.clients)]
+    threads = [
+        threading.Thread(target=worker, args=(questions[i :: args.clients],)) for i in range(args.clients)
+    ]
     t = time.perf_counter()
     for th in threads:
         th.start()
@@ -141,8 +166,10 @@ def main() -> int:
         th.join()
     wall = time.perf_counter() - t
     p50, p99 = pct(lat, 50), pct(lat, 99)
-    print(f"/v1/search with {args.clients} concurrent clients: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-          f"{len(lat) / wall:.1f} req/s")
+    print(
+        f"/v1/search with {args.clients} concurrent clients: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+        f"{len(lat) / wall:.1f} req/s"
+    )
     print(f"ratio p50(/v1/search) / sum(stage p50) = {p50 / stage_sum:.2f}   (goal <= 1.2)")
 
     # /v1/answer: time to first token and tokens/s.
@@ -150,7 +177,9 @@ def main() -> int:
     for q in questions[: args.answers]:
         t = time.perf_counter()
         first, n = None, 0
-        with httpx.stream("POST", f"{url}/v1/answer", json={"query": q, "k": 3}, headers=headers, timeout=300) as r:
+        with httpx.stream(
+            "POST", f"{url}/v1/answer", json={"query": q, "k": 3}, headers=headers, timeout=300
+        ) as r:
             event = ""
             for line in r.iter_lines():
                 if line.startswith("event: "):
@@ -163,16 +192,28 @@ def main() -> int:
             ttft.append(first)
             tps.append((n - 1) / (total - first))
     if ttft:
-        print(f"/v1/answer: time to first token p50 {pct(ttft, 50):.2f} s, {pct(tps, 50):.1f} tokens/s (local model)")
+        print(
+            f"/v1/answer: time to first token p50 {pct(ttft, 50):.2f} s, {pct(tps, 50):.1f} tokens/s (local model)"
+        )
     api.should_exit = True
     llm.should_exit = True
     if args.record:
-        res = {"docs": len(corpus.documents), "chunks": points, "clients": args.clients, "search_p50_ms": p50 * 1000,
-               "search_p99_ms": p99 * 1000, "stage_sum_p50_ms": stage_sum * 1000, "ratio": p50 / stage_sum,
-               "ttft_s": pct(ttft, 50) if ttft else None, "tokens_per_s": pct(tps, 50) if tps else None}  # fmt: skip
+        res = {
+            "docs": len(corpus.documents),
+            "chunks": points,
+            "clients": args.clients,
+            "search_p50_ms": p50 * 1000,
+            "search_p99_ms": p99 * 1000,
+            "stage_sum_p50_ms": stage_sum * 1000,
+            "ratio": p50 / stage_sum,
+            "ttft_s": pct(ttft, 50) if ttft else None,
+            "tokens_per_s": pct(tps, 50) if tps else None,
+        }
         with Path(__file__).with_name("RESULTS.md").open("a") as fh:
-            fh.write(f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus), "
-                     f"bench/query.py: {json.dumps(res)}\n")
+            fh.write(
+                f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus), "
+                f"bench/query.py: {json.dumps(res)}\n"
+            )
     return 0
 
 

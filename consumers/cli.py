@@ -1,8 +1,5 @@
 """Command-line entry point of the consumers: ``streamrag consumers``."""
 
-from __future__ import annotations
+from consumers.drift.cli import consumers
 
-try:
-    from consumers.drift.cli import consumers
-except ImportError:  # pragma: no cover - built in another change
-    pass
+__all__ = ["consumers"]

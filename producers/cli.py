@@ -29,16 +29,25 @@ def _event_from_json(line: str, where: str) -> DocumentEvent:
 @click.option("--body", default=None, help="Body text; '-' reads it from stdin.")
 @click.option("--metadata", default="{}", help="Metadata as a JSON object.")
 @click.option(
-    "--file", "path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     help="JSON lines of DocumentEvent objects ('-' for stdin) instead of the options above.",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Print deliveries as JSON lines.")
 @click.option("--topic", default=Topics.DOCUMENTS, show_default=True, help="Topic to publish to.")
 def publish(
     topic: str,
-    tenant: str | None, doc_id: str | None, version: int | None, op: str, title: str, body: str | None,
-    metadata: str, path: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    tenant: str | None,
+    doc_id: str | None,
+    version: int | None,
+    op: str,
+    title: str,
+    body: str | None,
+    metadata: str,
+    path: str | None,
+    as_json: bool,
+) -> None:
     """Publish document events to the documents topic and wait until Kafka acknowledges them.
 
     \b
@@ -57,19 +66,29 @@ def publish(
     settings = PublisherSettings()
     try:
         if path:
-            stream = sys.stdin if path == "-" else open(path)
-            events = [_event_from_json(line, f"line {n}") for n, line in enumerate(stream, 1) if line.strip()]
+            with click.open_file(path) as stream:
+                events = [_event_from_json(line, f"line {n}") for n, line in enumerate(stream, 1) if line.strip()]
         else:
-            missing = [n for n, v in (("--tenant", tenant), ("--doc-id", doc_id), ("--version", version)) if v is None]
+            missing = [
+                n
+                for n, v in (("--tenant", tenant), ("--doc-id", doc_id), ("--version", version))
+                if v is None
+            ]
             if missing:
                 raise click.UsageError(f"missing {', '.join(missing)} (or use --file)")
             text = sys.stdin.read() if body == "-" else (body or "")
             events = [
                 DocumentEvent(
-                    tenant=tenant, doc_id=doc_id, version=version, op=Op(op), title=title, body=text,  # type: ignore[arg-type]
-                    metadata=json.loads(metadata), source_ts=utcnow(),
+                    tenant=tenant,
+                    doc_id=doc_id,
+                    version=version,
+                    op=Op(op),
+                    title=title,
+                    body=text,
+                    metadata=json.loads(metadata),
+                    source_ts=utcnow(),
                 )
-            ]  # fmt: skip
+            ]
     except EventValidationError as exc:
         raise click.ClickException(f"invalid event: {exc}") from None
     except ValueError as exc:  # pydantic ValidationError and JSON errors are ValueErrors

@@ -65,18 +65,27 @@ class Publisher:
             if err is not None:
                 results[slot] = err
             else:
-                results[slot] = Delivery(msg.key().decode(), msg.topic(), msg.partition(), msg.offset())
+                results[slot] = Delivery(
+                    (msg.key() or b"").decode(),
+                    str(msg.topic()),
+                    int(msg.partition() or 0),
+                    int(msg.offset() or 0),
+                )
 
         for event in events:
             slot = len(results)
             results.append(None)
+
+            def callback(err: KafkaError | None, msg: Message, slot: int = slot) -> None:
+                on_delivery(slot, err, msg)
+
             while True:
                 try:
                     self._producer.produce(
                         self.topic,
                         key=event.key.encode(),
                         value=event.to_bytes(),
-                        on_delivery=lambda err, msg, slot=slot: on_delivery(slot, err, msg),
+                        on_delivery=callback,
                     )
                     break
                 except BufferError:  # local queue full: serve callbacks, then retry
@@ -96,5 +105,7 @@ class Publisher:
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

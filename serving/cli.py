@@ -8,23 +8,27 @@ import sys
 import click
 import httpx
 
-try:
-    from serving.llm.cli import llm
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from serving.lag.cli import lag
-except ImportError:  # pragma: no cover
-    pass
+from serving.lag.cli import lag
+from serving.llm.cli import llm
+
+__all__ = ["ask", "eval_cmd", "lag", "llm", "serve"]
 
 
 @click.command("serve")
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
-@click.option("--pipeline/--no-pipeline", "with_pipeline", default=None,
-              help="Run the feature pipeline in this process (default: yes with embedded Qdrant).")  # fmt: skip
-@click.option("--llm/--no-llm", "with_llm", default=None,
-              help="Start the embedded LLM server (default: yes unless STREAMRAG_TGI_URL is set).")  # fmt: skip
+@click.option(
+    "--pipeline/--no-pipeline",
+    "with_pipeline",
+    default=None,
+    help="Run the feature pipeline in this process (default: yes with embedded Qdrant).",
+)
+@click.option(
+    "--llm/--no-llm",
+    "with_llm",
+    default=None,
+    help="Start the embedded LLM server (default: yes unless STREAMRAG_TGI_URL is set).",
+)
 def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_llm: bool | None) -> None:
     """Start the streaming RAG API.
 
@@ -47,8 +51,11 @@ def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_l
 
     settings = ApiSettings(**{k: v for k, v in (("host", host), ("port", port)) if v is not None})  # type: ignore[arg-type]
     configure_logging(settings.log_level)
-    run_pipeline = with_pipeline if with_pipeline is not None else (
-        settings.run_pipeline if settings.run_pipeline is not None else settings.qdrant.url is None)  # fmt: skip
+    run_pipeline = (
+        with_pipeline
+        if with_pipeline is not None
+        else (settings.run_pipeline if settings.run_pipeline is not None else settings.qdrant.url is None)
+    )
     run_llm = with_llm if with_llm is not None else settings.tgi_url is None
     embedded = Embedded()
     if run_llm:
@@ -57,7 +64,9 @@ def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_l
     if run_pipeline:
         embedded.pipeline = start_pipeline(client)
     state = build_state(settings, client=client)
-    click.echo(f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)")
+    click.echo(
+        f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)"
+    )
     try:
         uvicorn.run(create_app(settings, state), host=settings.host, port=settings.port, log_level="info")
     finally:
@@ -72,16 +81,21 @@ def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_l
 @click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="Metadata equality filter.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer (one JSON body).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON / SSE events.")
-def ask(question: str, url: str, api_key: str, k: int, filters: tuple[str, ...], no_stream: bool,
-        as_json: bool) -> None:  # fmt: skip
+def ask(
+    question: str, url: str, api_key: str, k: int, filters: tuple[str, ...], no_stream: bool, as_json: bool
+) -> None:
     """Ask the RAG API a question; the answer streams in as it is generated, then its sources.
 
     \b
       streamrag ask "How do I install a package from a .deb file?"
       streamrag ask "What is dpkg?" --filter source=debian-faq -k 3
     """
-    body = {"query": question, "k": k, "stream": not no_stream,
-            "filters": dict(f.split("=", 1) for f in filters)}  # fmt: skip
+    body = {
+        "query": question,
+        "k": k,
+        "stream": not no_stream,
+        "filters": dict(f.split("=", 1) for f in filters),
+    }
     headers = {"X-API-Key": api_key}
     try:
         if no_stream:
@@ -113,7 +127,9 @@ def ask(question: str, url: str, api_key: str, k: int, filters: tuple[str, ...],
                     elif event == "error":
                         raise click.ClickException(data["detail"])
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the API at {url}: {exc} (is `streamrag serve` running?)") from None
+        raise click.ClickException(
+            f"cannot reach the API at {url}: {exc} (is `streamrag serve` running?)"
+        ) from None
 
 
 def _check(resp: httpx.Response) -> None:
@@ -127,7 +143,9 @@ def _check(resp: httpx.Response) -> None:
 
 def _print_citations(citations: list[dict[str, object]]) -> None:
     for c in citations:
-        click.secho(f"  [{c['n']}] {c['doc_id']} (v{c['version']}, chunk {c['chunk_index']}) {c['title']}", fg="cyan")
+        click.secho(
+            f"  [{c['n']}] {c['doc_id']} (v{c['version']}, chunk {c['chunk_index']}) {c['title']}", fg="cyan"
+        )
 
 
 @click.command("eval")

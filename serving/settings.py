@@ -25,20 +25,29 @@ class ApiSettings(CommonSettings):
     default_k: int = 5
     max_k: int = 50
     candidates: int = Field(default=40, description="Per-retriever candidates before fusion.")
-    hybrid_weight: float = Field(default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only).")
+    hybrid_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only)."
+    )
     fusion: Literal["rrf", "weighted"] = "rrf"
-    rerank: bool = Field(default=False, description="Rerank by default (kept off unless the eval shows it helps).")
-    reranker_path: Path | None = Field(default=None, description="A local cross-encoder folder, if you have one.")
+    rerank: bool = Field(
+        default=False, description="Rerank by default (kept off unless the eval shows it helps)."
+    )
+    reranker_path: Path | None = Field(
+        default=None, description="A local cross-encoder folder, if you have one."
+    )
     min_score: float = Field(default=0.25, description="Below this dense cosine, a hit is not relevant.")
     # Generation
     tgi_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("STREAMRAG_TGI_URL", "tgi_url"),
+        default=None,
+        validation_alias=AliasChoices("STREAMRAG_TGI_URL", "tgi_url"),
         description="Text Generation Inference (or OpenAI-compatible) URL; unset = the embedded local model.",
-    )  # fmt: skip
+    )
     tgi_token: SecretStr | None = None
     llm_port: int = Field(default=18090, description="Port of the embedded LLM server when tgi_url is unset.")
     max_new_tokens: int = 192
-    max_new_tokens_limit: int = Field(default=512, description="Cap on a request's max_new_tokens (cost control).")
+    max_new_tokens_limit: int = Field(
+        default=512, description="Cap on a request's max_new_tokens (cost control)."
+    )
     context_token_budget: int = 1200
     # Read-your-writes
     pipeline_group: str = Groups.PIPELINE

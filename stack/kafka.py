@@ -125,11 +125,17 @@ def start(settings: StackSettings) -> str:
         return "already running"
     host, port = settings.kafka_host_port
     if proc.pid() is None and port_open(host, port):
-        raise StackError(f"port {host}:{port} is taken by another program; set STREAMRAG_KAFKA__BOOTSTRAP_SERVERS")
+        raise StackError(
+            f"port {host}:{port} is taken by another program; set STREAMRAG_KAFKA__BOOTSTRAP_SERVERS"
+        )
     config = write_config(settings)
     format_storage(settings)
     if proc.pid() is None:
-        proc.start(java_command(settings, "kafka.Kafka", str(config), heap=settings.kafka_heap, log_file=proc.log_file))
+        proc.start(
+            java_command(
+                settings, "kafka.Kafka", str(config), heap=settings.kafka_heap, log_file=proc.log_file
+            )
+        )
     wait_until(lambda: healthy(settings), "Kafka to accept connections", settings.start_timeout_s, proc)
     return "started"
 

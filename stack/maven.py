@@ -32,7 +32,7 @@ def jars_dir(settings: StackSettings, artifact_set: str) -> Path:
     return settings.lib_dir / ARTIFACT_SETS[artifact_set]
 
 
-def ensure_jars(settings: StackSettings, log=print) -> None:  # type: ignore[no-untyped-def]
+def ensure_jars(settings: StackSettings, log=print) -> None:
     """Copy every artifact set's runtime jars into the cache; a set already there is kept.
 
     The Maven local repository is the project's own (``.cache/m2``) so CI can cache it.
@@ -50,13 +50,16 @@ def ensure_jars(settings: StackSettings, log=print) -> None:  # type: ignore[no-
         tmp = target.with_name(target.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [
-            mvn, "-B", "-q",
+            mvn,
+            "-B",
+            "-q",
             f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
-            "-f", str(pom_path(artifact_set)),
+            "-f",
+            str(pom_path(artifact_set)),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={tmp}",
-        ]  # fmt: skip
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(

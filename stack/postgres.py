@@ -33,7 +33,9 @@ def bin_dir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise StackError(f"PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them with: {INSTALL_HINT}")
+    raise StackError(
+        f"PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them with: {INSTALL_HINT}"
+    )
 
 
 def _run_as() -> list[str]:
@@ -64,7 +66,9 @@ def managed(settings: StackSettings) -> Managed:
     return Managed("postgres", data_dir(settings) / "postmaster.pid", settings.log_dir / "postgres.log")
 
 
-def _pg(settings: StackSettings, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _pg(
+    settings: StackSettings, tool: str, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = [*_run_as(), str(bin_dir() / tool), *args]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -80,8 +84,18 @@ def init_cluster(settings: StackSettings) -> None:
     pgdata.mkdir(parents=True, exist_ok=True)
     _owner_chown(pgdata)
     pgdata.chmod(0o700)
-    _pg(settings, "initdb", "-D", str(pgdata), "-U", "postgres", "--auth-local=trust",
-        "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8")  # fmt: skip
+    _pg(
+        settings,
+        "initdb",
+        "-D",
+        str(pgdata),
+        "-U",
+        "postgres",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+    )
     with open(pgdata / "postgresql.conf", "a") as conf:
         conf.write(
             "\n# streamrag: logical decoding for Debezium, private port and socket\n"
@@ -109,8 +123,23 @@ def healthy(settings: StackSettings) -> bool:
 
 def _superuser_sql(settings: StackSettings, sql: str) -> str:
     pgdata = data_dir(settings)
-    result = _pg(settings, "psql", "-h", str(pgdata), "-p", str(settings.postgres.port), "-U", "postgres",
-                 "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql)  # fmt: skip
+    result = _pg(
+        settings,
+        "psql",
+        "-h",
+        str(pgdata),
+        "-p",
+        str(settings.postgres.port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-tA",
+        "-c",
+        sql,
+    )
     return result.stdout.strip()
 
 
@@ -124,7 +153,7 @@ def bootstrap(settings: StackSettings) -> None:
         _superuser_sql(settings, f'CREATE DATABASE "{pg.database}" OWNER "{pg.user}"')
     schema = (resources.files("producers") / "cdc" / "schema.sql").read_text()
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute(schema)  # type: ignore[arg-type]  # a trusted file of ours, several statements
+        conn.execute(schema)  # a trusted file of ours, several statements
 
 
 def start(settings: StackSettings) -> str:
@@ -133,7 +162,9 @@ def start(settings: StackSettings) -> str:
         return "already running"
     pg = settings.postgres
     if proc.pid() is None and port_open(pg.host, pg.port):
-        raise StackError(f"port {pg.host}:{pg.port} is taken by another program; set STREAMRAG_POSTGRES__PORT")
+        raise StackError(
+            f"port {pg.host}:{pg.port} is taken by another program; set STREAMRAG_POSTGRES__PORT"
+        )
     init_cluster(settings)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     log = proc.log_file

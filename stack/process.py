@@ -103,7 +103,9 @@ def wait_until(
         if check():
             return
         if proc is not None and proc.pid() is None:
-            raise StackError(f"{proc.name} exited while waiting for {what}. Last log lines:\n{proc.log_tail()}")
+            raise StackError(
+                f"{proc.name} exited while waiting for {what}. Last log lines:\n{proc.log_tail()}"
+            )
         time.sleep(every_s)
     tail = f"\nLast log lines of {proc.name}:\n{proc.log_tail()}" if proc else ""
     raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")

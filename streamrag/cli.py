@@ -105,14 +105,18 @@ def init(connect_url: str | None) -> None:
     try:
         created = ensure_topics(settings)
         click.echo(f"topics created: {', '.join(created) or 'none (all present)'}")
-        register(connect_url or settings.connect_url, settings.connector_name, connector_config(settings.postgres))
+        register(
+            connect_url or settings.connect_url, settings.connector_name, connector_config(settings.postgres)
+        )
     except (StackError, ConnectorError) as exc:
         _fail(str(exc))
     click.echo(f"connector {settings.connector_name} RUNNING")
 
 
 @main.command("demo")
-@click.option("--docs", "n_docs", type=int, default=40, show_default=True, help="Debian FAQ sections to load.")
+@click.option(
+    "--docs", "n_docs", type=int, default=40, show_default=True, help="Debian FAQ sections to load."
+)
 @click.option("--question", default=None, help="What to ask (default: one of the FAQ's own questions).")
 def demo(n_docs: int, question: str | None) -> None:
     """The main job end to end on the embedded defaults (what `make demo` runs).

@@ -83,7 +83,9 @@ class QdrantSettings(BaseModel):
             client = _LOCAL_CLIENTS.get(path)
             if client is None:
                 # Payload indexes matter on a server; local mode scans anyway and warns on each one.
-                warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+                warnings.filterwarnings(
+                    "ignore", message="Payload indexes have no effect in the local Qdrant"
+                )
                 Path(path).mkdir(parents=True, exist_ok=True)
                 client = _Serialised(QdrantClient(path=path, force_disable_check_same_thread=True))
                 _LOCAL_CLIENTS[path] = client

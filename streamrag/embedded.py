@@ -38,8 +38,9 @@ def start_pipeline(qdrant_client: Any, embedder: Any = None) -> Any:
     return start_in_thread(PipelineSettings(), qdrant_client=qdrant_client, embedder=embedder)
 
 
-def serve_in_thread(app: Any, host: str, port: int, name: str, ready_path: str = "/health",
-                    timeout_s: float = 180.0) -> Any:  # fmt: skip
+def serve_in_thread(
+    app: Any, host: str, port: int, name: str, ready_path: str = "/health", timeout_s: float = 180.0
+) -> Any:
     """Run a uvicorn server in a daemon thread and wait until ``ready_path`` answers 200."""
     import httpx
     import uvicorn
@@ -90,14 +91,16 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
     up(stack, log=lambda m: echo("   " + m))
     corpus = build_corpus(max_docs=None, sources=("debian-faq",))
     docs = corpus.documents[:n_docs]
-    echo(f"== 2/5 writing {len(docs)} Debian FAQ sections as rows of PostgreSQL `documents` (tenant 'default')")
+    echo(
+        f"== 2/5 writing {len(docs)} Debian FAQ sections as rows of PostgreSQL `documents` (tenant 'default')"
+    )
     with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
         for d in docs:
             conn.execute(
                 "INSERT INTO documents (id, tenant, title, body, metadata) VALUES (%s, 'default', %s, %s, %s::jsonb) "
                 "ON CONFLICT (tenant, id) DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body",
                 (d.doc_id.replace("/", ":"), d.title, d.body, _json.dumps({"source": d.source})),
-            )  # fmt: skip
+            )
     settings = ApiSettings()
     echo("== 3/5 starting the generator, the feature pipeline and the API in this process")
     embedded = Embedded()
@@ -107,8 +110,15 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
         client = settings.qdrant.client()
         embedded.pipeline = start_pipeline(client)
         state = build_state(settings, client=client)
-        embedded.servers.append(serve_in_thread(create_app(settings, state), settings.host, settings.port,
-                                                "streamrag-api", ready_path="/healthz"))  # fmt: skip
+        embedded.servers.append(
+            serve_in_thread(
+                create_app(settings, state),
+                settings.host,
+                settings.port,
+                "streamrag-api",
+                ready_path="/healthz",
+            )
+        )
         base = f"http://{settings.host}:{settings.port}"
         headers = {"X-API-Key": next(iter(settings.api_keys))}
         echo("== 4/5 waiting until the pipeline has indexed every CDC event (committed offsets = log end)")
@@ -116,8 +126,13 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
         queries = [q for q in corpus.queries if q.relevant_doc_ids[0] in {d.doc_id for d in docs}]
         q = question or (queries[0].text if queries else "What is Debian?")
         echo(f"== 5/5 asking: {q}")
-        with httpx.stream("POST", f"{base}/v1/answer", json={"query": q, "k": 4, "max_new_tokens": 96},
-                          headers=headers, timeout=600) as resp:  # fmt: skip
+        with httpx.stream(
+            "POST",
+            f"{base}/v1/answer",
+            json={"query": q, "k": 4, "max_new_tokens": 96},
+            headers=headers,
+            timeout=600,
+        ) as resp:
             resp.raise_for_status()
             event = ""
             for line in resp.iter_lines():
@@ -130,23 +145,33 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
                     elif event == "citations":
                         echo("")
                         for c in data["citations"]:
-                            echo(f"   [{c['n']}] {c['doc_id']} v{c['version']} chunk {c['chunk_index']}: {c['title']}")
+                            echo(
+                                f"   [{c['n']}] {c['doc_id']} v{c['version']} chunk {c['chunk_index']}: {c['title']}"
+                            )
                     elif event == "done":
                         echo(f"   timings (ms): {data['timings_ms']}")
         target = docs[0].doc_id.replace("/", ":")
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
-            new_version = conn.execute("UPDATE documents SET body = %s WHERE tenant = 'default' AND id = %s "
-                                       "RETURNING version", ("Updated by the demo.", target)).fetchone()[0]  # fmt: skip
+            row = conn.execute(
+                "UPDATE documents SET body = %s WHERE tenant = 'default' AND id = %s RETURNING version",
+                ("Updated by the demo.", target),
+            ).fetchone()
+            assert row is not None, "the demo row disappeared"
+            new_version = row[0]
         state_url = f"{base}/v1/documents/{target}"
         fresh = {"doc_id": target, "min_version": new_version, "timeout_s": 30}
-        httpx.post(f"{base}/v1/search", json={"query": "Updated by the demo", "k": 1, "freshness": fresh},
-                   headers=headers, timeout=60).raise_for_status()  # fmt: skip
+        httpx.post(
+            f"{base}/v1/search",
+            json={"query": "Updated by the demo", "k": 1, "freshness": fresh},
+            headers=headers,
+            timeout=60,
+        ).raise_for_status()
         echo(f"   after UPDATE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
             conn.execute("DELETE FROM documents WHERE tenant = 'default' AND id = %s", (target,))
         _wait_indexed(stack, echo)
         echo(f"   after DELETE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
-        echo(f"demo done. Try: streamrag serve, then streamrag ask \"{q}\"; lag: streamrag lag")
+        echo(f'demo done. Try: streamrag serve, then streamrag ask "{q}"; lag: streamrag lag')
         return 0
     finally:
         embedded.stop()
@@ -157,7 +182,9 @@ def _wait_indexed(stack: Any, echo: Any, timeout_s: float = 900.0) -> None:
 
     from streamrag.contracts import Groups, Topics
 
-    consumer = Consumer({**stack.kafka.librdkafka(), "group.id": Groups.PIPELINE, "enable.auto.commit": False})
+    consumer = Consumer(
+        {**stack.kafka.librdkafka(), "group.id": Groups.PIPELINE, "enable.auto.commit": False}
+    )
     try:
         deadline = time.monotonic() + timeout_s
         last = ""

@@ -154,6 +154,11 @@ class Chunker:
         start = first
         while True:
             window, next_start = self._window_at(tokens, start, stop)
+            if windows and window.stop <= windows[-1].stop:
+                # Only inside a giant word: a slice starting mid-word can re-tokenise so much longer
+                # that it ends no further than the previous window. It would add nothing; start later.
+                start = tokens.cut_above(start) or stop
+                continue
             if next_start is None:
                 previous = windows[-1].first if windows else None
                 windows.append(self._right_aligned(tokens, window, previous))

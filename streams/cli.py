@@ -14,11 +14,21 @@ def pipeline() -> None:
 @click.option("--workers", "-w", type=int, default=None, help="Bytewax workers in this process.")
 @click.option("--process-id", "-i", type=int, default=None, help="This process's index in a cluster.")
 @click.option("--addresses", "-a", default=None, help="host:port of every process, ';'-separated.")
-@click.option("--until-idle", type=float, default=None, metavar="SECONDS",
-              help="Stop once no partition has had a new message for SECONDS (backfills).")  # fmt: skip
+@click.option(
+    "--until-idle",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Stop once no partition has had a new message for SECONDS (backfills).",
+)
 @click.option("--metrics-port", type=int, default=None, help="Prometheus port (default 9100, 0 disables).")
-def run_cmd(workers: int | None, process_id: int | None, addresses: str | None, until_idle: float | None,
-            metrics_port: int | None) -> None:  # fmt: skip
+def run_cmd(
+    workers: int | None,
+    process_id: int | None,
+    addresses: str | None,
+    until_idle: float | None,
+    metrics_port: int | None,
+) -> None:
     """Index every document change into Qdrant, exactly, until stopped.
 
     \b

@@ -24,7 +24,9 @@ class _Committer(StatelessSinkPartition[Work]):
     def write_batch(self, items: list[Work]) -> None:
         latest: dict[tuple[str, int], int] = {}
         for work in items:
-            latest[(work.topic, work.partition)] = max(work.next_offset, latest.get((work.topic, work.partition), 0))
+            latest[(work.topic, work.partition)] = max(
+                work.next_offset, latest.get((work.topic, work.partition), 0)
+            )
         if not latest:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in latest.items()]

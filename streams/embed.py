@@ -38,8 +38,9 @@ class Embedder:
     returned as float32. ``max_tokens`` is the model's limit including special tokens.
     """
 
-    def __init__(self, path: Path | None = None, dtype: str = "fp32", batch_size: int = 32,
-                 threads: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path | None = None, dtype: str = "fp32", batch_size: int = 32, threads: int | None = None
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
@@ -56,8 +57,8 @@ class Embedder:
         self.dtype = dtype
         self.batch_size = batch_size
         self.tokenizer: Any = self.model.tokenizer
-        self.max_tokens: int = int(self.model.max_seq_length)
-        self.dim: int = int(self.model.get_embedding_dimension())
+        self.max_tokens: int = int(self.model.max_seq_length or 256)
+        self.dim: int = int(self.model.get_embedding_dimension() or 0)
         self.last_batch_s = 0.0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -66,15 +67,20 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         start = time.perf_counter()
         vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
             show_progress_bar=False,
-        )  # fmt: skip
+        )
         self.last_batch_s = time.perf_counter() - start
         return np.asarray(vectors, dtype=np.float32)
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the sparse vector's vocabulary)."""
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return ids
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:

@@ -45,29 +45,51 @@ class Runtime:
     stop: threading.Event
 
     @classmethod
-    def create(cls, settings: PipelineSettings, qdrant_client: Any = None, stop: threading.Event | None = None,
-               embedder: Embedder | None = None) -> Runtime:  # fmt: skip
+    def create(
+        cls,
+        settings: PipelineSettings,
+        qdrant_client: Any = None,
+        stop: threading.Event | None = None,
+        embedder: Embedder | None = None,
+    ) -> Runtime:
         from streams.chunk import Chunker, ChunkingConfig
 
-        embedder = embedder or Embedder(settings.embedding_model_path, settings.embedding_dtype,
-                                        settings.embed_batch_size, settings.torch_threads)  # fmt: skip
+        embedder = embedder or Embedder(
+            settings.embedding_model_path,
+            settings.embedding_dtype,
+            settings.embed_batch_size,
+            settings.torch_threads,
+        )
         chunker = Chunker(
             embedder.tokenizer,
-            ChunkingConfig(max_tokens=settings.chunk_tokens, overlap=settings.chunk_overlap,
-                           parent_max_tokens=settings.parent_tokens),  # fmt: skip
+            ChunkingConfig(
+                max_tokens=settings.chunk_tokens,
+                overlap=settings.chunk_overlap,
+                parent_max_tokens=settings.parent_tokens,
+            ),
             model_max_tokens=embedder.max_tokens,
         )
-        store = IndexStore(qdrant_client or settings.qdrant.client(), settings.qdrant.collection,
-                           settings.embedding_model_version, embedder.dim, settings.embedding_model_id)  # fmt: skip
+        store = IndexStore(
+            qdrant_client or settings.qdrant.client(),
+            settings.qdrant.collection,
+            settings.embedding_model_version,
+            embedder.dim,
+            settings.embedding_model_id,
+        )
         store.ensure()
         conf = settings.kafka.librdkafka()
         return cls(
-            settings=settings, embedder=embedder, chunker=chunker, store=store,
+            settings=settings,
+            embedder=embedder,
+            chunker=chunker,
+            store=store,
             dead_letters=TopicWriter(conf, settings.dead_letter_topic, "streamrag-pipeline-dlq"),
             features=TopicWriter(conf, settings.features_topic, "streamrag-pipeline-features")
-            if settings.features_topic else None,
-            metrics=PipelineMetrics(), stop=stop or threading.Event(),
-        )  # fmt: skip
+            if settings.features_topic
+            else None,
+            metrics=PipelineMetrics(),
+            stop=stop or threading.Event(),
+        )
 
     # --- steps (thin: the logic is in streams.steps and the collaborators) ------------------------
 
@@ -78,7 +100,9 @@ class Runtime:
 
     def write_dead_letters(self, work: Work) -> Work:
         if work.dead:
-            self.dead_letters.write([(f"{d.topic}:{d.partition}:{d.offset}".encode(), d.to_bytes()) for d in work.dead])
+            self.dead_letters.write(
+                [(f"{d.topic}:{d.partition}:{d.offset}".encode(), d.to_bytes()) for d in work.dead]
+            )
             for d in work.dead:
                 log.warning("dead-lettered %s:%s@%s: %s", d.topic, d.partition, d.offset, d.reason)
         return replace(work, dead=())
@@ -117,9 +141,14 @@ class Runtime:
 def build_flow(settings: PipelineSettings, runtime: Runtime | None = None) -> Dataflow:
     rt = runtime or Runtime.create(settings)
     source = KafkaPartitionedSource(
-        settings.kafka.librdkafka(), settings.source_topics, settings.group_id, settings.max_batch_messages,
-        settings.max_wait_s, stop=rt.stop, stop_when_idle_s=settings.stop_when_idle_s,
-    )  # fmt: skip
+        settings.kafka.librdkafka(),
+        settings.source_topics,
+        settings.group_id,
+        settings.max_batch_messages,
+        settings.max_wait_s,
+        stop=rt.stop,
+        stop_when_idle_s=settings.stop_when_idle_s,
+    )
     flow = Dataflow("streamrag_features")
     raw = op.input("kafka_in", flow, source)
     # RawBatch: up to max_batch_messages consecutive messages of one topic-partition

@@ -37,7 +37,11 @@ POINT_NAMESPACE = uuid.UUID("6f1c2a3e-8b4d-5e6f-9a0b-1c2d3e4f5a6b")
 
 def chunk_point_id(tenant: str, doc_id: str, version: int, chunk_index: int, model_version: str) -> str:
     """Deterministic: the same chunk of the same version under the same model is the same point."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"chunk\x1f{tenant}\x1f{doc_id}\x1f{version}\x1f{chunk_index}\x1f{model_version}"))
+    return str(
+        uuid.uuid5(
+            POINT_NAMESPACE, f"chunk\x1f{tenant}\x1f{doc_id}\x1f{version}\x1f{chunk_index}\x1f{model_version}"
+        )
+    )
 
 
 def registry_point_id(doc_key: str, order: int) -> str:
@@ -80,8 +84,11 @@ class IndexStore:
                 vectors_config={S.DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
                 sparse_vectors_config={S.SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
             )
-            for field, schema in ((S.DOC_KEY, qm.PayloadSchemaType.KEYWORD), (S.TENANT, qm.PayloadSchemaType.KEYWORD),
-                                  (S.VERSION, qm.PayloadSchemaType.INTEGER)):  # fmt: skip
+            for field, schema in (
+                (S.DOC_KEY, qm.PayloadSchemaType.KEYWORD),
+                (S.TENANT, qm.PayloadSchemaType.KEYWORD),
+                (S.VERSION, qm.PayloadSchemaType.INTEGER),
+            ):
                 self.client.create_payload_index(self.collection, field, schema)
         if not self.client.collection_exists(self.registry):
             self.client.create_collection(
@@ -92,8 +99,13 @@ class IndexStore:
             aliases = {a.alias_name for a in self.client.get_aliases().aliases}
             if self.alias not in aliases:
                 self.client.update_collection_aliases(
-                    [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=self.collection,
-                                                                         alias_name=self.alias))]  # fmt: skip
+                    [
+                        qm.CreateAliasOperation(
+                            create_alias=qm.CreateAlias(
+                                collection_name=self.collection, alias_name=self.alias
+                            )
+                        )
+                    ]
                 )
 
     # --- the fence -------------------------------------------------------------------------------
@@ -108,11 +120,18 @@ class IndexStore:
         flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
         while True:
             points, offset = self.client.scroll(
-                self.registry, scroll_filter=flt, limit=1024, offset=offset, with_payload=True, with_vectors=False
+                self.registry,
+                scroll_filter=flt,
+                limit=1024,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
             )
             for p in points:
                 pl = p.payload or {}
-                entry = Registered(pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS])
+                entry = Registered(
+                    pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS]
+                )
                 cur = out.get(pl[S.DOC_KEY])
                 if cur is None or entry.order > cur.order:
                     out[pl[S.DOC_KEY]] = entry
@@ -136,18 +155,31 @@ class IndexStore:
                         id=chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, self.model_version),
                         vector={
                             S.DENSE: list(ch.dense),
-                            S.SPARSE: qm.SparseVector(indices=list(ch.sparse_indices), values=list(ch.sparse_values)),
+                            S.SPARSE: qm.SparseVector(
+                                indices=list(ch.sparse_indices), values=list(ch.sparse_values)
+                            ),
                         },
                         payload={
-                            S.TENANT: ev.tenant, S.DOC_ID: ev.doc_id, S.DOC_KEY: ev.key, S.VERSION: ev.version,
-                            S.CHUNK_INDEX: ch.index, "chunk_count": len(doc.chunks), "title": doc.title,
-                            S.TEXT: ch.text, "parent_index": ch.parent_index, S.PARENT_TEXT: ch.parent_text,
-                            S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: now, S.MODEL_ID: self.model_id,
-                            S.METADATA: ev.metadata, "source": ev.source,
-                            "source_topic": doc.src.topic, "source_partition": doc.src.partition,
+                            S.TENANT: ev.tenant,
+                            S.DOC_ID: ev.doc_id,
+                            S.DOC_KEY: ev.key,
+                            S.VERSION: ev.version,
+                            S.CHUNK_INDEX: ch.index,
+                            "chunk_count": len(doc.chunks),
+                            "title": doc.title,
+                            S.TEXT: ch.text,
+                            "parent_index": ch.parent_index,
+                            S.PARENT_TEXT: ch.parent_text,
+                            S.SOURCE_TS: ev.source_ts.isoformat(),
+                            S.INDEXED_TS: now,
+                            S.MODEL_ID: self.model_id,
+                            S.METADATA: ev.metadata,
+                            "source": ev.source,
+                            "source_topic": doc.src.topic,
+                            "source_partition": doc.src.partition,
                             "source_offset": doc.src.offset,
                         },
-                    )  # fmt: skip
+                    )
                 )
         if points:
             self.client.upsert(self.collection, points=points, wait=True)  # 1
@@ -160,13 +192,21 @@ class IndexStore:
                     id=registry_point_id(ev.key, order),
                     vector=[1.0],
                     payload={
-                        S.DOC_KEY: ev.key, S.TENANT: ev.tenant, S.DOC_ID: ev.doc_id, S.VERSION: ev.version,
-                        "op": ev.op.value, "order": order, "chunk_count": len(doc.chunks),
-                        S.SOURCE_TS: ev.source_ts.isoformat(), S.INDEXED_TS: searchable, "lsn": ev.lsn,
-                        "source_topic": doc.src.topic, "source_partition": doc.src.partition,
+                        S.DOC_KEY: ev.key,
+                        S.TENANT: ev.tenant,
+                        S.DOC_ID: ev.doc_id,
+                        S.VERSION: ev.version,
+                        "op": ev.op.value,
+                        "order": order,
+                        "chunk_count": len(doc.chunks),
+                        S.SOURCE_TS: ev.source_ts.isoformat(),
+                        S.INDEXED_TS: searchable,
+                        "lsn": ev.lsn,
+                        "source_topic": doc.src.topic,
+                        "source_partition": doc.src.partition,
                         "source_offset": doc.src.offset,
                     },
-                )  # fmt: skip
+                )
             )
         self.client.upsert(self.registry, points=entries, wait=True)  # 2
         latest = self.latest(d.src.event.key for d in docs)  # 3
@@ -175,14 +215,30 @@ class IndexStore:
         for key, top in latest.items():
             # Chunks of versions below the latest go; a latest delete takes its own version too.
             bound = qm.Range(lte=top.version) if top.op is Op.DELETE else qm.Range(lt=top.version)
-            stale_chunks.append(qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
-                                                qm.FieldCondition(key=S.VERSION, range=bound)]))  # fmt: skip
-            old_entries.append(qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
-                                               qm.FieldCondition(key="order", range=qm.Range(lt=top.order))]))  # fmt: skip
-        self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=qm.Filter(should=stale_chunks)),
-                           wait=True)  # 4  # fmt: skip
-        self.client.delete(self.registry, points_selector=qm.FilterSelector(filter=qm.Filter(should=old_entries)),
-                           wait=True)  # 5  # fmt: skip
+            stale_chunks.append(
+                qm.Filter(
+                    must=[
+                        qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
+                        qm.FieldCondition(key=S.VERSION, range=bound),
+                    ]
+                )
+            )
+            old_entries.append(
+                qm.Filter(
+                    must=[
+                        qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
+                        qm.FieldCondition(key="order", range=qm.Range(lt=top.order)),
+                    ]
+                )
+            )
+        self.client.delete(
+            self.collection,
+            points_selector=qm.FilterSelector(filter=qm.Filter(should=stale_chunks)),
+            wait=True,
+        )  # 4
+        self.client.delete(
+            self.registry, points_selector=qm.FilterSelector(filter=qm.Filter(should=old_entries)), wait=True
+        )  # 5
         return len(points)
 
     # --- reading (tests, status) -----------------------------------------------------------------
@@ -192,8 +248,9 @@ class IndexStore:
         out: dict[str, tuple[int, int]] = {}
         offset = None
         while True:
-            points, offset = self.client.scroll(self.collection, limit=2048, offset=offset, with_payload=True,
-                                                with_vectors=False)  # fmt: skip
+            points, offset = self.client.scroll(
+                self.collection, limit=2048, offset=offset, with_payload=True, with_vectors=False
+            )
             for p in points:
                 out[str(p.id)] = (p.payload[S.VERSION], p.payload[S.CHUNK_INDEX])
             if offset is None:

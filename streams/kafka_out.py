@@ -6,6 +6,7 @@ A step that writes to a topic returns only when the broker has acknowledged ever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -19,11 +20,17 @@ class TopicWriter:
     def __init__(self, conf: dict[str, Any], topic: str, client_id: str) -> None:
         self.topic = topic
         self._producer = Producer(
-            {**conf, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-             "compression.type": "lz4", "client.id": client_id}  # fmt: skip
+            {
+                **conf,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "client.id": client_id,
+            }
         )
 
-    def write(self, records: list[tuple[bytes | None, bytes]], timeout_s: float = 30.0) -> int:
+    def write(self, records: Sequence[tuple[bytes | None, bytes]], timeout_s: float = 30.0) -> int:
         """Produce ``(key, value)`` records in order and wait for all acknowledgements."""
         if not records:
             return 0

@@ -59,9 +59,16 @@ def parse_part(name: str) -> tuple[str, int]:
 
 class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
-        self, conf: dict[str, Any], topic: str, partition: int, start: int, max_messages: int,
-        max_wait_s: float, stop: threading.Event | None, stop_when_idle_s: float | None,
-    ) -> None:  # fmt: skip
+        self,
+        conf: dict[str, Any],
+        topic: str,
+        partition: int,
+        start: int,
+        max_messages: int,
+        max_wait_s: float,
+        stop: threading.Event | None,
+        stop_when_idle_s: float | None,
+    ) -> None:
         self._consumer = Consumer(conf)
         self._consumer.assign([TopicPartition(topic, partition, start)])
         self._topic, self._partition = topic, partition
@@ -89,15 +96,27 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
                 self._first_at = now
             ts_type, ts = msg.timestamp()
             self._buffer.append(
-                RawMessage(self._topic, self._partition, msg.offset(), msg.key(), msg.value(), ts if ts_type else 0)
+                RawMessage(
+                    self._topic,
+                    self._partition,
+                    int(msg.offset() or 0),
+                    msg.key(),
+                    msg.value(),
+                    ts if ts_type else 0,
+                )
             )
         self._idle = not msgs
         if msgs:
             self._last_activity = now
-        elif self._stop_when_idle_s is not None and now - self._last_activity > self._stop_when_idle_s:
-            if not self._buffer:
-                raise StopIteration
-        if self._buffer and (len(self._buffer) >= self._max_messages or now - self._first_at >= self._max_wait_s):
+        elif (
+            self._stop_when_idle_s is not None
+            and now - self._last_activity > self._stop_when_idle_s
+            and not self._buffer
+        ):
+            raise StopIteration
+        if self._buffer and (
+            len(self._buffer) >= self._max_messages or now - self._first_at >= self._max_wait_s
+        ):
             batch = RawBatch(self._topic, self._partition, tuple(self._buffer))
             self._buffer = []
             self._next_offset = batch.next_offset
@@ -127,9 +146,15 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
     """
 
     def __init__(
-        self, conf: dict[str, Any], topics: list[str], group_id: str, max_messages: int = 64,
-        max_wait_s: float = 0.25, stop: threading.Event | None = None, stop_when_idle_s: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        conf: dict[str, Any],
+        topics: list[str],
+        group_id: str,
+        max_messages: int = 64,
+        max_wait_s: float = 0.25,
+        stop: threading.Event | None = None,
+        stop_when_idle_s: float | None = None,
+    ) -> None:
         self._conf = conf
         self._topics = topics
         self._group_id = group_id
@@ -167,9 +192,15 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
         topic, partition = parse_part(for_part)
         start = resume_state if resume_state is not None else self.committed_offset(topic, partition)
         return _KafkaPartition(
-            self._consumer_conf(), topic, partition, start, self._max_messages, self._max_wait_s,
-            self._stop, self._stop_when_idle_s,
-        )  # fmt: skip
+            self._consumer_conf(),
+            topic,
+            partition,
+            start,
+            self._max_messages,
+            self._max_wait_s,
+            self._stop,
+            self._stop_when_idle_s,
+        )
 
     def committed_offset(self, topic: str, partition: int) -> int:
         """The group's committed offset for the partition, or the beginning when none."""

@@ -16,8 +16,12 @@ from streams.settings import PipelineSettings
 log = logging.getLogger("streamrag.streams")
 
 
-def run(settings: PipelineSettings, runtime: Runtime | None = None, process_id: int | None = None,
-        addresses: list[str] | None = None) -> None:  # fmt: skip
+def run(
+    settings: PipelineSettings,
+    runtime: Runtime | None = None,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> None:
     """Run until stopped (or, with ``stop_when_idle_s``, until every partition is idle)."""
     from bytewax._bytewax import cli_main
 
@@ -29,8 +33,11 @@ def run(settings: PipelineSettings, runtime: Runtime | None = None, process_id: 
     flow = build_flow(settings, rt)
     log.info(
         "pipeline starting: group=%s topics=%s workers=%d collection=%s",
-        settings.group_id, settings.source_topics, settings.workers, rt.store.collection,
-    )  # fmt: skip
+        settings.group_id,
+        settings.source_topics,
+        settings.workers,
+        rt.store.collection,
+    )
     try:
         cli_main(flow, workers_per_process=settings.workers, process_id=process_id, addresses=addresses)
     finally:
@@ -69,6 +76,8 @@ class RunningPipeline:
             raise RuntimeError("the pipeline thread failed") from self.error
 
 
-def start_in_thread(settings: PipelineSettings, qdrant_client: Any = None, embedder: Any = None) -> RunningPipeline:
+def start_in_thread(
+    settings: PipelineSettings, qdrant_client: Any = None, embedder: Any = None
+) -> RunningPipeline:
     runtime = Runtime.create(settings, qdrant_client=qdrant_client, embedder=embedder)
     return RunningPipeline(settings, runtime).start()

@@ -16,7 +16,7 @@ from streams.index_store import Registered, order_of
 
 
 class Chunks(Protocol):
-    def chunk(self, text: str) -> list: ...  # type: ignore[type-arg]
+    def chunk(self, text: str) -> list: ...
 
 
 def coalesce(events: tuple[Sourced, ...]) -> tuple[list[Sourced], int]:
@@ -76,7 +76,7 @@ def chunk(work: Work, chunker: Chunks) -> Work:
 
 
 class Encodes(Protocol):
-    def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]  # -> np.ndarray
+    def encode(self, texts: list[str]):  # -> np.ndarray
         ...
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]: ...
@@ -94,8 +94,14 @@ def embed(work: Work, embedder: Encodes) -> Work:
         chunks = []
         for ch in doc.chunks:
             idx, vals = embedder.sparse(ch.text)
-            chunks.append(replace(ch, dense=tuple(float(x) for x in dense[row]), sparse_indices=tuple(idx),
-                                  sparse_values=tuple(vals)))  # fmt: skip
+            chunks.append(
+                replace(
+                    ch,
+                    dense=tuple(float(x) for x in dense[row]),
+                    sparse_indices=tuple(idx),
+                    sparse_values=tuple(vals),
+                )
+            )
             row += 1
         docs.append(replace(doc, chunks=tuple(chunks)))
     return replace(work, docs=tuple(docs))
@@ -109,9 +115,17 @@ def feature_records(work: Work, model_id: str) -> list[tuple[bytes, bytes]]:
         ev = doc.src.event
         for ch in doc.chunks:
             rec = FeatureRecord(
-                tenant=ev.tenant, doc_id=ev.doc_id, version=ev.version, chunk_index=ch.index, model_id=model_id,
-                embedding=[round(x, 6) for x in ch.dense], source_ts=ev.source_ts, indexed_ts=now,
-                source_topic=doc.src.topic, source_partition=doc.src.partition, source_offset=doc.src.offset,
-            )  # fmt: skip
+                tenant=ev.tenant,
+                doc_id=ev.doc_id,
+                version=ev.version,
+                chunk_index=ch.index,
+                model_id=model_id,
+                embedding=[round(x, 6) for x in ch.dense],
+                source_ts=ev.source_ts,
+                indexed_ts=now,
+                source_topic=doc.src.topic,
+                source_partition=doc.src.partition,
+                source_offset=doc.src.offset,
+            )
             out.append((ev.key.encode(), rec.to_bytes()))
     return out

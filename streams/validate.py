@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import base64
 
-from streamrag.contracts import DeadLetter, DocumentEvent, EventValidationError, Tombstone, parse_debezium, utcnow
+from streamrag.contracts import (
+    DeadLetter,
+    DocumentEvent,
+    EventValidationError,
+    Tombstone,
+    parse_debezium,
+    utcnow,
+)
 from streams.batch import Sourced, Work
 from streams.kafka_source import RawBatch, RawMessage
 
@@ -36,7 +43,9 @@ def parse_message(msg: RawMessage, cdc_topics: frozenset[str]) -> DocumentEvent 
         return None
     event = DocumentEvent.from_json(msg.value)
     if msg.key is not None and msg.key.decode("utf-8", errors="replace") != event.key:
-        raise EventValidationError("<key>", f"message key {msg.key!r} does not match the event's {event.key!r}")
+        raise EventValidationError(
+            "<key>", f"message key {msg.key!r} does not match the event's {event.key!r}"
+        )
     return event
 
 
@@ -56,6 +65,11 @@ def validate(batch: RawBatch, cdc_topics: frozenset[str]) -> Work:
         else:
             events.append(Sourced(parsed, msg.topic, msg.partition, msg.offset))
     return Work(
-        topic=batch.topic, partition=batch.partition, next_offset=batch.next_offset,
-        received=len(batch.messages), events=tuple(events), dead=tuple(dead), tombstones=tombstones,
-    )  # fmt: skip
+        topic=batch.topic,
+        partition=batch.partition,
+        next_offset=batch.next_offset,
+        received=len(batch.messages),
+        events=tuple(events),
+        dead=tuple(dead),
+        tombstones=tombstones,
+    )

@@ -7,6 +7,7 @@ the factories, so tests never see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,8 +51,9 @@ def topic_factory(stack: Any) -> Iterator[Callable[..., str]]:
 
     def make(prefix: str = "test", partitions: int = 2, config: dict[str, str] | None = None) -> str:
         name = f"{prefix}.{uuid.uuid4().hex[:10]}"
-        futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
-                                                config=config or {})])  # fmt: skip
+        futures = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
+        )
         futures[name].result(30)
         created.append(name)
         return name
@@ -59,10 +61,8 @@ def topic_factory(stack: Any) -> Iterator[Callable[..., str]]:
     yield make
     if created:
         for fut in admin.delete_topics(created, operation_timeout=30).values():
-            try:
+            with contextlib.suppress(Exception):  # best effort: a leftover uuid topic harms nobody
                 fut.result(30)
-            except Exception:
-                pass
 
 
 @pytest.fixture
@@ -95,14 +95,19 @@ def consumer_factory(kafka_conf: dict[str, Any]) -> Iterator[Callable[..., Any]]
     made: list[Any] = []
 
     def make(group: str | None = None, **overrides: Any) -> Any:
-        consumer = Consumer({**kafka_conf, "group.id": group or f"test-{uuid.uuid4().hex[:10]}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False, **overrides})  # fmt: skip
+        consumer = Consumer(
+            {
+                **kafka_conf,
+                "group.id": group or f"test-{uuid.uuid4().hex[:10]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                **overrides,
+            }
+        )
         made.append(consumer)
         return consumer
 
     yield make
     for c in made:
-        try:
+        with contextlib.suppress(RuntimeError):  # already closed by the test
             c.close()
-        except RuntimeError:
-            pass

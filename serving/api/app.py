@@ -21,19 +21,29 @@ from serving.settings import ApiSettings
 log = logging.getLogger("streamrag.serving")
 
 
-def build_state(settings: ApiSettings, client: Any = None, encoder: QueryEncoder | None = None,
-                generator_url: str | None = None) -> ApiState:  # fmt: skip
+def build_state(
+    settings: ApiSettings,
+    client: Any = None,
+    encoder: QueryEncoder | None = None,
+    generator_url: str | None = None,
+) -> ApiState:
     client = client if client is not None else settings.qdrant.client()
     encoder = encoder or QueryEncoder(settings.embedding_model_path)
     registry = CollectorRegistry()
     url = generator_url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}"
     token = settings.tgi_token.get_secret_value() if settings.tgi_token else None
     state = ApiState(
-        settings=settings, client=client, encoder=encoder,
+        settings=settings,
+        client=client,
+        encoder=encoder,
         retriever=Retriever(client, settings.qdrant.collection, encoder, settings.candidates),
-        generator=Generator(url, token), registry=registry, metrics=ApiMetrics(registry),
-        queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic) if settings.queries_topic else None,
-    )  # fmt: skip
+        generator=Generator(url, token),
+        registry=registry,
+        metrics=ApiMetrics(registry),
+        queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic)
+        if settings.queries_topic
+        else None,
+    )
     try:
         from serving.lag.monitor import LagMonitor
         from serving.lag.settings import LagSettings
@@ -63,10 +73,12 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
                 st.queries.close()
 
     app = FastAPI(
-        title="streamrag", version="0.1.0", lifespan=lifespan,
+        title="streamrag",
+        version="0.1.0",
+        lifespan=lifespan,
         description="Streaming RAG over a live index: hybrid search, answers streamed as Server-Sent Events, "
         "read-your-writes, consumer lag and freshness. Authenticate with the `X-API-Key` header.",
-    )  # fmt: skip
+    )
     app.include_router(health.router)
     app.include_router(retrieval.router)
     app.include_router(documents.router)

@@ -21,11 +21,14 @@ def get_tenant(
     state: Annotated[ApiState, Depends(get_state)], key: Annotated[str | None, Security(api_key_header)]
 ) -> str:
     if not key:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header",
-                            headers={"WWW-Authenticate": "ApiKey"})  # fmt: skip
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
+        )
     tenant = state.settings.api_keys.get(key)
     if tenant is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "ApiKey"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "ApiKey"}
+        )
     return tenant
 
 

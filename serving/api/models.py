@@ -62,7 +62,9 @@ class SearchRequest(BaseModel):
 
 
 class AnswerRequest(SearchRequest):
-    stream: bool = Field(default=True, description="Server-Sent Events (tokens, then citations) or one JSON body.")
+    stream: bool = Field(
+        default=True, description="Server-Sent Events (tokens, then citations) or one JSON body."
+    )
     max_new_tokens: int | None = Field(default=None, ge=1, le=1024)
 
 

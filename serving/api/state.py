@@ -24,14 +24,28 @@ log = logging.getLogger("streamrag.serving")
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.requests = Counter("streamrag_api_requests_total", "Requests by route and status.",
-                                ["route", "status"], registry=r)  # fmt: skip
-        self.stage = Histogram("streamrag_api_stage_seconds", "Latency of each stage.", ["stage"], registry=r,
-                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
-        self.ttft = Histogram("streamrag_api_time_to_first_token_seconds", "Answer time to first token.",
-                              registry=r, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30))  # fmt: skip
-        self.tokens_per_s = Histogram("streamrag_api_generation_tokens_per_second", "Streamed pieces per second.",
-                                      registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200))  # fmt: skip
+        self.requests = Counter(
+            "streamrag_api_requests_total", "Requests by route and status.", ["route", "status"], registry=r
+        )
+        self.stage = Histogram(
+            "streamrag_api_stage_seconds",
+            "Latency of each stage.",
+            ["stage"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.ttft = Histogram(
+            "streamrag_api_time_to_first_token_seconds",
+            "Answer time to first token.",
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
+        self.tokens_per_s = Histogram(
+            "streamrag_api_generation_tokens_per_second",
+            "Streamed pieces per second.",
+            registry=r,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+        )
         self.errors = Counter("streamrag_api_errors_total", "Errors by kind.", ["kind"], registry=r)
 
 
@@ -40,8 +54,15 @@ class QueryLog:
 
     def __init__(self, conf: dict[str, Any], topic: str) -> None:
         self.topic = topic
-        self._producer = Producer({**conf, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
-                                   "client.id": "streamrag-api-queries"})  # fmt: skip
+        self._producer = Producer(
+            {
+                **conf,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "client.id": "streamrag-api-queries",
+            }
+        )
 
     def publish(self, record: QueryRecord) -> None:
         try:
@@ -84,20 +105,36 @@ class ApiState:
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
         top = max((p.payload or {} for p in points), key=lambda pl: pl["order"])
         deleted = top["op"] == "delete"
-        return {"indexed_version": top[S.VERSION], "deleted": deleted,
-                "chunk_count": 0 if deleted else top["chunk_count"], "indexed_at": top[S.INDEXED_TS]}  # fmt: skip
+        return {
+            "indexed_version": top[S.VERSION],
+            "deleted": deleted,
+            "chunk_count": 0 if deleted else top["chunk_count"],
+            "indexed_at": top[S.INDEXED_TS],
+        }
 
     def committed_offset(self, topic: str, partition: int) -> int:
-        consumer = Consumer({**self.settings.kafka.librdkafka(), "group.id": self.settings.pipeline_group,
-                             "enable.auto.commit": False})  # fmt: skip
+        consumer = Consumer(
+            {
+                **self.settings.kafka.librdkafka(),
+                "group.id": self.settings.pipeline_group,
+                "enable.auto.commit": False,
+            }
+        )
         try:
             (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=5)
             return int(tp.offset)
         finally:
             consumer.close()
 
-    async def wait_fresh(self, tenant: str, doc_id: str | None, min_version: int | None,
-                         after: tuple[str, int, int] | None, timeout_s: float, deleted: bool = False) -> bool:  # fmt: skip
+    async def wait_fresh(
+        self,
+        tenant: str,
+        doc_id: str | None,
+        min_version: int | None,
+        after: tuple[str, int, int] | None,
+        timeout_s: float,
+        deleted: bool = False,
+    ) -> bool:
         """Wait until the index holds ``min_version`` of the document / the pipeline passed ``after``."""
         deadline = time.monotonic() + min(timeout_s, self.settings.freshness_timeout_s * 6)
         while True:
@@ -105,7 +142,9 @@ class ApiState:
             if doc_id is not None and min_version is not None:
                 st = await asyncio.to_thread(self.document_state, tenant, doc_id)
                 v = st["indexed_version"]
-                ok = v is not None and (v > min_version or (v == min_version and (st["deleted"] or not deleted)))
+                ok = v is not None and (
+                    v > min_version or (v == min_version and (st["deleted"] or not deleted))
+                )
             if ok and after is not None:
                 ok = await asyncio.to_thread(self.committed_offset, after[0], after[1]) > after[2]
             if ok:

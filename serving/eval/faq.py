@@ -122,7 +122,11 @@ class _ChapterParser(HTMLParser):
 
 
 def _tidy(text: str) -> str:
-    """Strip every line, keep at most one blank line between paragraphs."""
+    """Strip lines and keep at most one blank line between paragraphs.
+
+    Lines indented by two or more spaces keep their indentation: outside ``<pre>`` the parser has
+    already collapsed whitespace runs, so only preformatted text can start that way.
+    """
     lines = [line.rstrip() for line in text.splitlines()]
     out: list[str] = []
     for line in lines:

@@ -22,39 +22,13 @@ _GROFF_ARGS = ["-t", "-k", "-mandoc", "-Tutf8", "-P-cbou", "-rLL=5000n"]
 _GROFF_TIMEOUT_S = 60
 _INDENT = " " * 7
 
-_SPECIAL_CHARS = {
-    "em": "\u2014",
-    "en": "\u2013",
-    "bu": "\u2022",
-    "aq": "'",
-    "dq": '"',
-    "lq": "\u201c",
-    "rq": "\u201d",
-    "oq": "\u2018",
-    "cq": "\u2019",
-    "co": "\u00a9",
-    "rg": "\u00ae",
-    "tm": "\u2122",
-    "hy": "-",
-    "mi": "-",
-    "pl": "+",
-    "mu": "\u00d7",
-    "<=": "\u2264",
-    ">=": "\u2265",
-    "->": "\u2192",
-    "<-": "\u2190",
-    "ga": "`",
-    "ti": "~",
-    "ha": "^",
-    "rs": "\\",
-    "dg": "\u2020",
-    "de": "\u00b0",
-    "bv": "|",
-    "ba": "|",
-    "or": "|",
-    "sl": "/",
-    "sq": "\u25a1",
-}
+# troff special characters (\(xx, \[xx]) that man pages use, as "name:text"; others render as nothing.
+_SPECIAL_CHAR_TABLE = (
+    "em:\u2014 en:\u2013 bu:\u2022 aq:' dq:\" lq:\u201c rq:\u201d oq:\u2018 cq:\u2019 co:\u00a9 "
+    "rg:\u00ae tm:\u2122 hy:- mi:- pl:+ mu:\u00d7 <=:\u2264 >=:\u2265 ->:\u2192 <-:\u2190 ga:` ti:~ "
+    "ha:^ rs:\\ dg:\u2020 de:\u00b0 bv:| ba:| or:| sl:/ sq:\u25a1"
+)
+_SPECIAL_CHARS = dict(pair.split(":", 1) for pair in _SPECIAL_CHAR_TABLE.split())
 _ESCAPE = re.compile(
     r"\\(?:"
     r"f(?:\[[^\]]*\]|\(..|.)"  # font change
@@ -67,7 +41,8 @@ _ESCAPE = re.compile(
     r")"
 )
 _ONE_CHAR = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": "."}
-_STRINGS = {"lq": "“", "rq": "”", "R": "®", "Tm": "™", "(C": "©"}
+# Predefined strings (\*(xx) of the man macros; any other renders as nothing.
+_STRINGS = {"lq": "\u201c", "rq": "\u201d", "R": "\u00ae", "Tm": "\u2122"}
 
 
 def read_source(path: Path) -> bytes:

@@ -23,8 +23,9 @@ class Generator:
 
     async def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> AsyncIterator[str]:
         """Yield the answer's text pieces as the model produces them (greedy, deterministic)."""
-        stream: Any = await self.client.chat_completion(messages, max_tokens=max_new_tokens, stream=True,
-                                                        temperature=0.0)  # fmt: skip
+        stream: Any = await self.client.chat_completion(
+            messages, max_tokens=max_new_tokens, stream=True, temperature=0.0
+        )
         async for chunk in stream:
             if not chunk.choices:
                 continue
@@ -33,8 +34,9 @@ class Generator:
                 yield delta
 
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        out: Any = await self.client.chat_completion(messages, max_tokens=max_new_tokens, stream=False,
-                                                     temperature=0.0)  # fmt: skip
+        out: Any = await self.client.chat_completion(
+            messages, max_tokens=max_new_tokens, stream=False, temperature=0.0
+        )
         return str(out.choices[0].message.content or "")
 
     async def healthy(self) -> bool:

@@ -32,8 +32,9 @@ def quote(text: str) -> str:
     return text.replace("<", "\u2039").replace(">", "\u203a")
 
 
-def build_prompt(question: str, hits: list[Hit], count_tokens: Callable[[str], int], budget: int,
-                 small_to_big: bool = True) -> Prompt:  # fmt: skip
+def build_prompt(
+    question: str, hits: list[Hit], count_tokens: Callable[[str], int], budget: int, small_to_big: bool = True
+) -> Prompt:
     """Fill the context with whole blocks, best first, until the token budget is spent.
 
     With ``small_to_big`` a hit contributes its parent section (more context around the matched
@@ -44,7 +45,7 @@ def build_prompt(question: str, hits: list[Hit], count_tokens: Callable[[str], i
     spent = count_tokens(SYSTEM) + count_tokens(question)
     seen_parents: set[tuple[str, str]] = set()
     for hit in hits:
-        for text in ([hit.parent_text, hit.text] if small_to_big else [hit.text]):
+        for text in [hit.parent_text, hit.text] if small_to_big else [hit.text]:
             if (hit.doc_id, text) in seen_parents:
                 break
             block = f'<document id="{len(used) + 1}" title="{quote(hit.title)}">\n{quote(text)}\n</document>'

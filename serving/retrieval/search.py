@@ -60,15 +60,18 @@ class QueryEncoder:
         self.tokenizer = self.model.tokenizer
 
     def dense(self, text: str) -> list[float]:
-        vec = self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        vec = self.model.encode(
+            [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return [float(x) for x in np.asarray(vec[0], dtype=np.float32)]
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
         return sparse_encode(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def fuse(ranked: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], method: str = "rrf",
-         k: int = 60) -> list[tuple[str, float]]:  # fmt: skip
+def fuse(
+    ranked: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], method: str = "rrf", k: int = 60
+) -> list[tuple[str, float]]:
     """Fuse ranked lists of (id, score): weighted reciprocal-rank fusion, or weighted min-max scores."""
     total: dict[str, float] = {}
     for items, w in zip(ranked, weights, strict=True):
@@ -94,17 +97,31 @@ def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> qm.Fil
 
 
 class Retriever:
-    def __init__(self, client: Any, collection: str, encoder: QueryEncoder, candidates: int = 40,
-                 reranker: Callable[[str, list[Hit]], list[Hit]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        encoder: QueryEncoder,
+        candidates: int = 40,
+        reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
+    ) -> None:
         self.client = client
         self.collection = collection
         self.encoder = encoder
         self.candidates = candidates
         self.reranker = reranker
 
-    def search(self, query: str, tenant: str, k: int, metadata: dict[str, Any] | None = None,
-               hybrid_weight: float = 0.5, fusion: str = "rrf", rerank: bool = False,
-               per_doc: int = 1) -> SearchResult:  # fmt: skip
+    def search(
+        self,
+        query: str,
+        tenant: str,
+        k: int,
+        metadata: dict[str, Any] | None = None,
+        hybrid_weight: float = 0.5,
+        fusion: str = "rrf",
+        rerank: bool = False,
+        per_doc: int = 1,
+    ) -> SearchResult:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         dense = self.encoder.dense(query)
@@ -113,20 +130,33 @@ class Retriever:
         flt = tenant_filter(tenant, metadata)
         t1 = time.perf_counter()
         n = max(self.candidates, k * 4)
-        dense_pts = self.client.query_points(self.collection, query=dense, using=S.DENSE, query_filter=flt, limit=n,
-                                             with_payload=True).points  # fmt: skip
+        dense_pts = self.client.query_points(
+            self.collection, query=dense, using=S.DENSE, query_filter=flt, limit=n, with_payload=True
+        ).points
         sparse_pts = []
         if idx and hybrid_weight < 1:
             sparse_pts = self.client.query_points(
-                self.collection, query=qm.SparseVector(indices=idx, values=vals), using=S.SPARSE, query_filter=flt,
-                limit=n, with_payload=True,
-            ).points  # fmt: skip
+                self.collection,
+                query=qm.SparseVector(indices=idx, values=vals),
+                using=S.SPARSE,
+                query_filter=flt,
+                limit=n,
+                with_payload=True,
+            ).points
         t["search_ms"] = (time.perf_counter() - t1) * 1000
         payloads = {str(p.id): p.payload or {} for p in [*dense_pts, *sparse_pts]}
         dense_scores = {str(p.id): float(p.score) for p in dense_pts}
-        fused = fuse([[(str(p.id), float(p.score)) for p in dense_pts], [(str(p.id), float(p.score)) for p in sparse_pts]],
-                     [hybrid_weight, 1 - hybrid_weight], method=fusion)  # fmt: skip
-        hits = dedupe_latest([_hit(pid, payloads[pid], score, dense_scores.get(pid)) for pid, score in fused], per_doc)
+        fused = fuse(
+            [
+                [(str(p.id), float(p.score)) for p in dense_pts],
+                [(str(p.id), float(p.score)) for p in sparse_pts],
+            ],
+            [hybrid_weight, 1 - hybrid_weight],
+            method=fusion,
+        )
+        hits = dedupe_latest(
+            [_hit(pid, payloads[pid], score, dense_scores.get(pid)) for pid, score in fused], per_doc
+        )
         if rerank and self.reranker is not None:
             t2 = time.perf_counter()
             hits = self.reranker(query, hits[: max(k * 3, 10)])
@@ -136,10 +166,20 @@ class Retriever:
 
 def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) -> Hit:
     return Hit(
-        point_id=pid, doc_id=pl[S.DOC_ID], tenant=pl[S.TENANT], version=pl[S.VERSION], chunk_index=pl[S.CHUNK_INDEX],
-        text=pl[S.TEXT], parent_text=pl.get(S.PARENT_TEXT, pl[S.TEXT]), title=pl.get("title", ""), score=score,
-        dense_score=dense_score, source_ts=pl[S.SOURCE_TS], indexed_ts=pl[S.INDEXED_TS], metadata=pl.get(S.METADATA) or {},
-    )  # fmt: skip
+        point_id=pid,
+        doc_id=pl[S.DOC_ID],
+        tenant=pl[S.TENANT],
+        version=pl[S.VERSION],
+        chunk_index=pl[S.CHUNK_INDEX],
+        text=pl[S.TEXT],
+        parent_text=pl.get(S.PARENT_TEXT, pl[S.TEXT]),
+        title=pl.get("title", ""),
+        score=score,
+        dense_score=dense_score,
+        source_ts=pl[S.SOURCE_TS],
+        indexed_ts=pl[S.INDEXED_TS],
+        metadata=pl.get(S.METADATA) or {},
+    )
 
 
 def dedupe_latest(hits: list[Hit], per_doc: int = 1) -> list[Hit]:

@@ -48,8 +48,17 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     conf = stack.kafka.librdkafka()
     consumer = Consumer({**conf, "group.id": group})
     parts = consumer.list_topics(Topics.CDC_DOCUMENTS, timeout=10).topics[Topics.CDC_DOCUMENTS].partitions
-    consumer.commit(offsets=[TopicPartition(Topics.CDC_DOCUMENTS, p, consumer.get_watermark_offsets(
-        TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1]) for p in parts], asynchronous=False)  # fmt: skip
+    consumer.commit(
+        offsets=[
+            TopicPartition(
+                Topics.CDC_DOCUMENTS,
+                p,
+                consumer.get_watermark_offsets(TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1],
+            )
+            for p in parts
+        ],
+        asynchronous=False,
+    )
     consumer.close()
     qdrant = QdrantSettings(path=tmp / "q", collection="api")
     llm_port, api_port = free_port(), free_port()
@@ -57,14 +66,29 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     try:
         embedded.servers.append(start_llm(llm_port))
         client = qdrant.client()
-        pipe = PipelineSettings(source_topics=[Topics.CDC_DOCUMENTS], group_id=group, qdrant=qdrant,
-                                features_topic=None, metrics_port=None, max_wait_s=0.05)  # fmt: skip
+        pipe = PipelineSettings(
+            source_topics=[Topics.CDC_DOCUMENTS],
+            group_id=group,
+            qdrant=qdrant,
+            features_topic=None,
+            metrics_port=None,
+            max_wait_s=0.05,
+        )
         embedded.pipeline = start_in_thread(pipe, qdrant_client=client)
-        settings = ApiSettings(api_keys=KEYS, qdrant=qdrant, pipeline_group=group, port=api_port, llm_port=llm_port,
-                               max_new_tokens=24, max_new_tokens_limit=24, queries_topic=None)  # fmt: skip
+        settings = ApiSettings(
+            api_keys=KEYS,
+            qdrant=qdrant,
+            pipeline_group=group,
+            port=api_port,
+            llm_port=llm_port,
+            max_new_tokens=24,
+            max_new_tokens_limit=24,
+            queries_topic=None,
+        )
         state = build_state(settings, client=client)
-        embedded.servers.append(serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api",
-                                                ready_path="/healthz"))  # fmt: skip
+        embedded.servers.append(
+            serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
+        )
         yield {"url": f"http://127.0.0.1:{api_port}", "dsn": stack.postgres.dsn(), "state": state}
     finally:
         embedded.stop()
@@ -72,16 +96,20 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
 
 def upsert_row(dsn: str, tenant: str, doc_id: str, title: str, body: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return int(conn.execute(
-            "INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, id) "
-            "DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body RETURNING version", (doc_id, tenant, title, body),
-        ).fetchone()[0])  # fmt: skip
+        return int(
+            conn.execute(
+                "INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, id) "
+                "DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body RETURNING version",
+                (doc_id, tenant, title, body),
+            ).fetchone()[0]
+        )
 
 
 def delete_row(dsn: str, tenant: str, doc_id: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s RETURNING version",
-                           (tenant, doc_id)).fetchone()  # fmt: skip
+        row = conn.execute(
+            "DELETE FROM documents WHERE tenant = %s AND id = %s RETURNING version", (tenant, doc_id)
+        ).fetchone()
         return int(row[0])
 
 
@@ -105,8 +133,13 @@ def answer_stream(url: str, key: str, body: dict[str, Any]) -> list[tuple[str, d
 def test_insert_update_delete_are_answered_from_exactly(api: dict[str, Any]) -> None:
     url, dsn = api["url"], api["dsn"]
     doc = "volcano"
-    v1 = upsert_row(dsn, TENANT, doc, "Mount Kelud",
-                    "Mount Kelud is a stratovolcano in East Java, Indonesia. Its crater lake was drained by tunnels.")  # fmt: skip
+    v1 = upsert_row(
+        dsn,
+        TENANT,
+        doc,
+        "Mount Kelud",
+        "Mount Kelud is a stratovolcano in East Java, Indonesia. Its crater lake was drained by tunnels.",
+    )
     fresh = {"doc_id": doc, "min_version": v1, "timeout_s": 60}
     body = {"query": "Which volcano in East Java had its crater lake drained?", "k": 3, "freshness": fresh}
     events = answer_stream(url, "key-a", body)
@@ -117,32 +150,53 @@ def test_insert_update_delete_are_answered_from_exactly(api: dict[str, Any]) -> 
     streamed = "".join(d["text"] for k, d in events if k == "token")
 
     # stream=false returns the same answer (greedy decoding) as one body.
-    whole = httpx.post(f"{url}/v1/answer", json={**body, "stream": False}, headers={"X-API-Key": "key-a"}, timeout=300)
+    whole = httpx.post(
+        f"{url}/v1/answer", json={**body, "stream": False}, headers={"X-API-Key": "key-a"}, timeout=300
+    )
     assert whole.status_code == 200
     assert whole.json()["answer"] == streamed
     assert whole.json()["citations"][0]["doc_id"] == doc
 
-    v2 = upsert_row(dsn, TENANT, doc, "Mount Kelud", "Mount Kelud erupted in 2014; ash closed seven airports.")
-    search = httpx.post(f"{url}/v1/search", json={"query": "Kelud eruption airports", "k": 3,
-                                                  "freshness": {"doc_id": doc, "min_version": v2, "timeout_s": 60}},
-                        headers={"X-API-Key": "key-a"}, timeout=120).json()  # fmt: skip
+    v2 = upsert_row(
+        dsn, TENANT, doc, "Mount Kelud", "Mount Kelud erupted in 2014; ash closed seven airports."
+    )
+    search = httpx.post(
+        f"{url}/v1/search",
+        json={
+            "query": "Kelud eruption airports",
+            "k": 3,
+            "freshness": {"doc_id": doc, "min_version": v2, "timeout_s": 60},
+        },
+        headers={"X-API-Key": "key-a"},
+        timeout=120,
+    ).json()
     assert search["results"] and {r["version"] for r in search["results"] if r["doc_id"] == doc} == {v2}
     assert "airports" in search["results"][0]["text"]
 
     v3 = delete_row(dsn, TENANT, doc)
     assert v3 == v2
-    after = httpx.post(f"{url}/v1/answer", json={"query": "Kelud eruption airports", "stream": False,
-                                                 "freshness": {"doc_id": doc, "min_version": v3, "deleted": True,
-                                                               "timeout_s": 60}},
-                       headers={"X-API-Key": "key-a"}, timeout=300).json()  # fmt: skip
+    after = httpx.post(
+        f"{url}/v1/answer",
+        json={
+            "query": "Kelud eruption airports",
+            "stream": False,
+            "freshness": {"doc_id": doc, "min_version": v3, "deleted": True, "timeout_s": 60},
+        },
+        headers={"X-API-Key": "key-a"},
+        timeout=300,
+    ).json()
     assert all(c["doc_id"] != doc for c in after["citations"])
     state = httpx.get(f"{url}/v1/documents/{doc}", headers={"X-API-Key": "key-a"}, timeout=30).json()
     assert state["deleted"] is True and state["chunk_count"] == 0 and state["indexed_version"] == v3
 
 
 def test_nothing_relevant_means_dont_know(api: dict[str, Any]) -> None:
-    resp = httpx.post(f"{api['url']}/v1/answer", json={"query": "qwxz plorf zzyzx", "stream": False},
-                      headers={"X-API-Key": "key-b"}, timeout=120)  # fmt: skip
+    resp = httpx.post(
+        f"{api['url']}/v1/answer",
+        json={"query": "qwxz plorf zzyzx", "stream": False},
+        headers={"X-API-Key": "key-b"},
+        timeout=120,
+    )
     assert resp.status_code == 200
     assert resp.json()["dont_know"] is True and resp.json()["citations"] == []
     assert "don't know" in resp.json()["answer"]
@@ -152,11 +206,19 @@ def test_tenancy_and_auth(api: dict[str, Any]) -> None:
     url, dsn = api["url"], api["dsn"]
     v = upsert_row(dsn, TENANT, "secret", "Internal memo", "The launch code word is marmalade.")
     fresh = {"doc_id": "secret", "min_version": v, "timeout_s": 60}
-    mine = httpx.post(f"{url}/v1/search", json={"query": "launch code word", "freshness": fresh},
-                      headers={"X-API-Key": "key-a"}, timeout=120).json()  # fmt: skip
+    mine = httpx.post(
+        f"{url}/v1/search",
+        json={"query": "launch code word", "freshness": fresh},
+        headers={"X-API-Key": "key-a"},
+        timeout=120,
+    ).json()
     assert any(r["doc_id"] == "secret" for r in mine["results"])
-    theirs = httpx.post(f"{url}/v1/search", json={"query": "launch code word marmalade", "k": 50},
-                        headers={"X-API-Key": "key-b"}, timeout=120)  # fmt: skip
+    theirs = httpx.post(
+        f"{url}/v1/search",
+        json={"query": "launch code word marmalade", "k": 50},
+        headers={"X-API-Key": "key-b"},
+        timeout=120,
+    )
     assert theirs.status_code == 200 and all(r["doc_id"] != "secret" for r in theirs.json()["results"])
     other_state = httpx.get(f"{url}/v1/documents/secret", headers={"X-API-Key": "key-b"}, timeout=30).json()
     assert other_state["indexed_version"] is None
@@ -188,7 +250,10 @@ def test_invalid_requests_get_4xx_saying_what_is_wrong(api: dict[str, Any], body
 
 
 def test_freshness_timeout_is_a_504_not_stale_data(api: dict[str, Any]) -> None:
-    body = {"query": "anything", "freshness": {"doc_id": "never-written", "min_version": 10**12, "timeout_s": 1}}
+    body = {
+        "query": "anything",
+        "freshness": {"doc_id": "never-written", "min_version": 10**12, "timeout_s": 1},
+    }
     resp = httpx.post(f"{api['url']}/v1/search", json=body, headers={"X-API-Key": "key-a"}, timeout=30)
     assert resp.status_code == 504
     assert "did not catch up" in resp.json()["detail"]
@@ -217,8 +282,12 @@ def test_openapi_fuzz_finds_no_server_error(api: dict[str, Any]) -> None:
     def fuzzer(operation: Any) -> Any:
         label = f"{operation.method.upper()} {operation.path}"
 
-        @settings(max_examples=12 if operation.path == "/v1/answer" else 40, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=12 if operation.path == "/v1/answer" else 40,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def fuzz(case: Any) -> None:
             case.headers = {**(case.headers or {}), "X-API-Key": "key-a"}

@@ -20,21 +20,28 @@ def test_insert_update_delete_become_events_and_a_tombstone(stack: Any, kafka_co
     with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
         v1 = conn.execute(
             "INSERT INTO documents (id, tenant, title, body, metadata) VALUES (%s, %s, %s, %s, %s::jsonb) "
-            "RETURNING version", (doc_id, tenant, "First", "The first body.", '{"lang": "en"}'),
-        ).fetchone()[0]  # fmt: skip
-        v2 = conn.execute("UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
-                          ("The second body.", tenant, doc_id)).fetchone()[0]  # fmt: skip
+            "RETURNING version",
+            (doc_id, tenant, "First", "The first body.", '{"lang": "en"}'),
+        ).fetchone()[0]
+        v2 = conn.execute(
+            "UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
+            ("The second body.", tenant, doc_id),
+        ).fetchone()[0]
         conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s", (tenant, doc_id))
     assert v2 > v1
 
     def ours(msgs: list[Any]) -> list[Any]:
         return [m for m in msgs if m.key() is not None and doc_id.encode() in m.key()]
 
-    msgs = ours(read_from(kafka_conf, Topics.CDC_DOCUMENTS, start, lambda ms: len(ours(ms)) >= 4, timeout_s=60))
+    msgs = ours(
+        read_from(kafka_conf, Topics.CDC_DOCUMENTS, start, lambda ms: len(ours(ms)) >= 4, timeout_s=60)
+    )
     parsed = [parse_debezium(m.key(), m.value()) for m in msgs]
     assert len(parsed) == 4, parsed
     ins, upd, dele, tomb = parsed
-    assert isinstance(ins, DocumentEvent) and isinstance(upd, DocumentEvent) and isinstance(dele, DocumentEvent)
+    assert (
+        isinstance(ins, DocumentEvent) and isinstance(upd, DocumentEvent) and isinstance(dele, DocumentEvent)
+    )
     assert (ins.op, ins.version, ins.body, ins.metadata) == (Op.UPSERT, v1, "The first body.", {"lang": "en"})
     assert (upd.op, upd.version, upd.body) == (Op.UPSERT, v2, "The second body.")
     assert (dele.op, dele.version) == (Op.DELETE, v2)

@@ -44,26 +44,47 @@ def embedder() -> Any:
 
 @pytest.fixture(scope="session")
 def chunker(embedder: Any) -> Chunker:
-    return Chunker(embedder.tokenizer, ChunkingConfig(max_tokens=128, overlap=32, parent_max_tokens=384),
-                   model_max_tokens=embedder.max_tokens)  # fmt: skip
+    return Chunker(
+        embedder.tokenizer,
+        ChunkingConfig(max_tokens=128, overlap=32, parent_max_tokens=384),
+        model_max_tokens=embedder.max_tokens,
+    )
 
 
 @pytest.fixture
 def topics(topic_factory: Any) -> dict[str, str]:
-    return {"docs": topic_factory("docs", partitions=2), "dlq": topic_factory("dlq", partitions=1),
-            "features": topic_factory("features", partitions=1)}  # fmt: skip
+    return {
+        "docs": topic_factory("docs", partitions=2),
+        "dlq": topic_factory("dlq", partitions=1),
+        "features": topic_factory("features", partitions=1),
+    }
 
 
 def long_body(n_sentences: int, seed: str) -> str:
-    words = ["kafka", "stream", "offset", "partition", "broker", "replica", "commit", "index", "vector", "chunk"]
-    return " ".join(f"Sentence {i} about {words[(i * 7 + len(seed)) % 10]} and {words[i % 10]} in {seed}."
-                    for i in range(n_sentences))  # fmt: skip
+    words = [
+        "kafka",
+        "stream",
+        "offset",
+        "partition",
+        "broker",
+        "replica",
+        "commit",
+        "index",
+        "vector",
+        "chunk",
+    ]
+    return " ".join(
+        f"Sentence {i} about {words[(i * 7 + len(seed)) % 10]} and {words[i % 10]} in {seed}."
+        for i in range(n_sentences)
+    )
 
 
-def test_out_of_order_versions_and_delete_fencing(stack: Any, embedder: Any, chunker: Any, topics: dict,
-                                                  tmp_path: Path, group_factory: Any) -> None:  # fmt: skip
-    settings = pipeline_settings([topics["docs"]], group_factory("pipe"), tmp_path / "q", "c",
-                                 topics["dlq"], topics["features"])  # fmt: skip
+def test_out_of_order_versions_and_delete_fencing(
+    stack: Any, embedder: Any, chunker: Any, topics: dict, tmp_path: Path, group_factory: Any
+) -> None:
+    settings = pipeline_settings(
+        [topics["docs"]], group_factory("pipe"), tmp_path / "q", "c", topics["dlq"], topics["features"]
+    )
     tenant = f"t{uuid.uuid4().hex[:6]}"
     events = [
         document_event("a", tenant=tenant, version=2, body="Version two of a."),
@@ -88,18 +109,38 @@ def test_out_of_order_versions_and_delete_fencing(stack: Any, embedder: Any, chu
         harness.stop()
 
 
-def test_cdc_insert_update_shorter_delete(stack: Any, embedder: Any, chunker: Any, topics: dict, tmp_path: Path,
-                                          group_factory: Any, kafka_conf: dict) -> None:  # fmt: skip
+def test_cdc_insert_update_shorter_delete(
+    stack: Any,
+    embedder: Any,
+    chunker: Any,
+    topics: dict,
+    tmp_path: Path,
+    group_factory: Any,
+    kafka_conf: dict,
+) -> None:
     group = group_factory("pipe-cdc")
     # Start the group at the CDC topic's current end: only this test's changes matter.
     consumer = Consumer({**kafka_conf, "group.id": group})
     parts = consumer.list_topics(Topics.CDC_DOCUMENTS, timeout=10).topics[Topics.CDC_DOCUMENTS].partitions
-    ends = [TopicPartition(Topics.CDC_DOCUMENTS, p, consumer.get_watermark_offsets(
-        TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1]) for p in parts]  # fmt: skip
+    ends = [
+        TopicPartition(
+            Topics.CDC_DOCUMENTS,
+            p,
+            consumer.get_watermark_offsets(TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1],
+        )
+        for p in parts
+    ]
     consumer.commit(offsets=ends, asynchronous=False)
     consumer.close()
-    settings = pipeline_settings([Topics.CDC_DOCUMENTS], group, tmp_path / "q", "c", topics["dlq"], None,
-                                 cdc_topics=[Topics.CDC_DOCUMENTS])  # fmt: skip
+    settings = pipeline_settings(
+        [Topics.CDC_DOCUMENTS],
+        group,
+        tmp_path / "q",
+        "c",
+        topics["dlq"],
+        None,
+        cdc_topics=[Topics.CDC_DOCUMENTS],
+    )
     tenant, doc = f"cdc{uuid.uuid4().hex[:6]}", "manual-1"
     harness = start_harness(settings, embedder)
     store = harness.store
@@ -110,14 +151,18 @@ def test_cdc_insert_update_shorter_delete(stack: Any, embedder: Any, chunker: An
 
     try:
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
-            v1 = conn.execute("INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) RETURNING version",
-                              (doc, tenant, "Manual", long_body(60, "first"))).fetchone()[0]  # fmt: skip
+            v1 = conn.execute(
+                "INSERT INTO documents (id, tenant, title, body) VALUES (%s, %s, %s, %s) RETURNING version",
+                (doc, tenant, "Manual", long_body(60, "first")),
+            ).fetchone()[0]
             harness.wait_for(f"{tenant}/{doc}", v1)
             first = doc_chunks()
             assert len(first) >= 3 and {v for v, _ in first.values()} == {v1}
             text = "Manual\n\nA short replacement body."
-            v2 = conn.execute("UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
-                              ("A short replacement body.", tenant, doc)).fetchone()[0]  # fmt: skip
+            v2 = conn.execute(
+                "UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
+                ("A short replacement body.", tenant, doc),
+            ).fetchone()[0]
             harness.wait_for(f"{tenant}/{doc}", v2)
             second = doc_chunks()
             assert {v for v, _ in second.values()} == {v2}  # no stale chunk of v1 survives
@@ -142,11 +187,18 @@ def _ids_for(store: Any, match: dict[str, str]) -> set[str]:
 
 
 def test_malformed_events_are_dead_lettered_and_the_flow_goes_on(
-    stack: Any, embedder: Any, chunker: Any, topics: dict, tmp_path: Path, group_factory: Any,
-    producer_factory: Any, kafka_conf: dict,
-) -> None:  # fmt: skip
-    settings = pipeline_settings([topics["docs"]], group_factory("pipe-dlq"), tmp_path / "q", "c",
-                                 topics["dlq"], topics["features"])  # fmt: skip
+    stack: Any,
+    embedder: Any,
+    chunker: Any,
+    topics: dict,
+    tmp_path: Path,
+    group_factory: Any,
+    producer_factory: Any,
+    kafka_conf: dict,
+) -> None:
+    settings = pipeline_settings(
+        [topics["docs"]], group_factory("pipe-dlq"), tmp_path / "q", "c", topics["dlq"], topics["features"]
+    )
     tenant = f"t{uuid.uuid4().hex[:6]}"
     good_before = document_event("ok1", tenant=tenant, body="Before the bad ones.")
     good_after = document_event("ok2", tenant=tenant, body="After the bad ones.")
@@ -164,10 +216,15 @@ def test_malformed_events_are_dead_lettered_and_the_flow_goes_on(
         assert index == expected_points([good_before, good_after], chunker, clean_text, MODEL_VERSION)
     finally:
         harness.stop()
-    dead = [DeadLetter.model_validate_json(m.value())
-            for m in read_from(kafka_conf, topics["dlq"], {0: 0}, lambda ms: len(ms) >= 3, timeout_s=20)]  # fmt: skip
-    assert [(d.topic, d.partition, d.offset) for d in dead] == [(topics["docs"], 0, 1), (topics["docs"], 0, 2),
-                                                                (topics["docs"], 0, 3)]  # fmt: skip
+    dead = [
+        DeadLetter.model_validate_json(m.value())
+        for m in read_from(kafka_conf, topics["dlq"], {0: 0}, lambda ms: len(ms) >= 3, timeout_s=20)
+    ]
+    assert [(d.topic, d.partition, d.offset) for d in dead] == [
+        (topics["docs"], 0, 1),
+        (topics["docs"], 0, 2),
+        (topics["docs"], 0, 3),
+    ]
     assert "not valid JSON" in dead[0].reason or "JSON" in dead[0].reason
     assert "version" in dead[1].reason
     assert dead[0].value_b64 is not None
@@ -181,14 +238,21 @@ def _publish_workload(stack: Any, topic: str, tenant: str, n_docs: int) -> list[
     events = []
     for i in range(n_docs):
         doc = f"doc{i:03d}"
-        events.append(document_event(doc, tenant=tenant, version=1, title=f"Doc {i}", body=long_body(8 + i % 30, doc)))
+        events.append(
+            document_event(doc, tenant=tenant, version=1, title=f"Doc {i}", body=long_body(8 + i % 30, doc))
+        )
         if i % 3 == 0:
-            events.append(document_event(doc, tenant=tenant, version=2, title=f"Doc {i}", body=long_body(2, doc)))
+            events.append(
+                document_event(doc, tenant=tenant, version=2, title=f"Doc {i}", body=long_body(2, doc))
+            )
         if i % 5 == 0:
             events.append(document_event(doc, tenant=tenant, version=3, op=Op.DELETE))
         if i % 7 == 0:
-            events.append(document_event(doc, tenant=tenant, version=4, title=f"Doc {i} again",
-                                         body=long_body(40, doc + "x")))  # fmt: skip
+            events.append(
+                document_event(
+                    doc, tenant=tenant, version=4, title=f"Doc {i} again", body=long_body(40, doc + "x")
+                )
+            )
     order = sorted(range(len(events)), key=lambda j: (hash((j * 7919) % 101), j))
     per_doc_sorted = sorted(order, key=lambda j: (events[j].doc_id, events[j].version))
     with Publisher(stack.kafka, topic=topic) as pub:
@@ -196,16 +260,30 @@ def _publish_workload(stack: Any, topic: str, tenant: str, n_docs: int) -> list[
     return events
 
 
-def test_kill_9_mid_stream_then_restart_is_exact(stack: Any, embedder: Any, chunker: Any, topics: dict,
-                                                 tmp_path: Path, group_factory: Any, kafka_conf: dict) -> None:  # fmt: skip
+def test_kill_9_mid_stream_then_restart_is_exact(
+    stack: Any,
+    embedder: Any,
+    chunker: Any,
+    topics: dict,
+    tmp_path: Path,
+    group_factory: Any,
+    kafka_conf: dict,
+) -> None:
     group = group_factory("pipe-kill")
     tenant = f"t{uuid.uuid4().hex[:6]}"
     events = _publish_workload(stack, topics["docs"], tenant, n_docs=60)
-    env = {**os.environ, "STREAMRAG_SOURCE_TOPICS": json.dumps([topics["docs"]]), "STREAMRAG_CDC_TOPICS": "[]",
-           "STREAMRAG_GROUP_ID": group, "STREAMRAG_QDRANT__PATH": str(tmp_path / "q"),
-           "STREAMRAG_QDRANT__COLLECTION": "c", "STREAMRAG_DEAD_LETTER_TOPIC": topics["dlq"],
-           "STREAMRAG_FEATURES_TOPIC": topics["features"], "STREAMRAG_MAX_BATCH_MESSAGES": "8",
-           "STREAMRAG_MAX_WAIT_S": "0.05"}  # fmt: skip
+    env = {
+        **os.environ,
+        "STREAMRAG_SOURCE_TOPICS": json.dumps([topics["docs"]]),
+        "STREAMRAG_CDC_TOPICS": "[]",
+        "STREAMRAG_GROUP_ID": group,
+        "STREAMRAG_QDRANT__PATH": str(tmp_path / "q"),
+        "STREAMRAG_QDRANT__COLLECTION": "c",
+        "STREAMRAG_DEAD_LETTER_TOPIC": topics["dlq"],
+        "STREAMRAG_FEATURES_TOPIC": topics["features"],
+        "STREAMRAG_MAX_BATCH_MESSAGES": "8",
+        "STREAMRAG_MAX_WAIT_S": "0.05",
+    }
     cmd = [sys.executable, "-m", "streamrag", "pipeline", "run", "--metrics-port", "0"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -223,8 +301,9 @@ def test_kill_9_mid_stream_then_restart_is_exact(stack: Any, embedder: Any, chun
     finally:
         if proc.poll() is None:
             proc.kill()
-    restarted = subprocess.Popen([*cmd, "--until-idle", "4"], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)  # fmt: skip
+    restarted = subprocess.Popen(
+        [*cmd, "--until-idle", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_caught_up(kafka_conf, group, [topics["docs"]], timeout_s=300)
         _, err = restarted.communicate(timeout=120)
@@ -239,15 +318,23 @@ def test_kill_9_mid_stream_then_restart_is_exact(stack: Any, embedder: Any, chun
     assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
 
 
-def test_two_workers_give_the_same_index_as_one(stack: Any, embedder: Any, topic_factory: Any, topics: dict,
-                                                tmp_path: Path, group_factory: Any) -> None:  # fmt: skip
+def test_two_workers_give_the_same_index_as_one(
+    stack: Any, embedder: Any, topic_factory: Any, topics: dict, tmp_path: Path, group_factory: Any
+) -> None:
     docs_topic = topic_factory("docs4", partitions=4)
     tenant = f"t{uuid.uuid4().hex[:6]}"
     _publish_workload(stack, docs_topic, tenant, n_docs=24)
     results = []
     for workers in (1, 2):
-        settings = pipeline_settings([docs_topic], group_factory(f"pipe-w{workers}"), tmp_path / f"q{workers}", "c",
-                                     topics["dlq"], None, workers=workers)  # fmt: skip
+        settings = pipeline_settings(
+            [docs_topic],
+            group_factory(f"pipe-w{workers}"),
+            tmp_path / f"q{workers}",
+            "c",
+            topics["dlq"],
+            None,
+            workers=workers,
+        )
         harness = start_harness(settings, embedder)
         try:
             harness.wait(timeout_s=240)

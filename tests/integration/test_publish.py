@@ -17,7 +17,9 @@ from tests.utils.kafka import read_from
 pytestmark = pytest.mark.stack
 
 
-def test_publish_many_is_acknowledged_keyed_and_in_order(stack: Any, topic_factory: Any, kafka_conf: dict) -> None:
+def test_publish_many_is_acknowledged_keyed_and_in_order(
+    stack: Any, topic_factory: Any, kafka_conf: dict
+) -> None:
     topic = topic_factory("docs", partitions=3)
     events = [document_event(f"d{i % 5}", version=i) for i in range(20)]
     with Publisher(stack.kafka, topic=topic) as pub:
@@ -39,16 +41,41 @@ def test_publish_many_is_acknowledged_keyed_and_in_order(stack: Any, topic_facto
 def test_cli_publishes_from_options_and_stdin(stack: Any, topic_factory: Any, kafka_conf: dict) -> None:
     topic = topic_factory("docs-cli", partitions=2)
     env_cmd = [sys.executable, "-m", "streamrag", "publish"]
-    one = subprocess.run([*env_cmd, "--topic", topic, "--tenant", "acme", "--doc-id", "faq-1", "--version", "3",
-                          "--title", "Reset", "--body", "Hold the button.", "--json"],
-                         capture_output=True, text=True, timeout=60, env=_env())  # fmt: skip
+    one = subprocess.run(
+        [
+            *env_cmd,
+            "--topic",
+            topic,
+            "--tenant",
+            "acme",
+            "--doc-id",
+            "faq-1",
+            "--version",
+            "3",
+            "--title",
+            "Reset",
+            "--body",
+            "Hold the button.",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert one.returncode == 0, one.stderr
     landed = json.loads(one.stdout)
     assert landed["key"] == "acme/faq-1" and landed["topic"] == topic and landed["offset"] >= 0
 
     lines = "\n".join(document_event(f"s{i}", tenant="acme", version=1).model_dump_json() for i in range(3))
-    many = subprocess.run([*env_cmd, "--topic", topic, "--file", "-"], input=lines, capture_output=True, text=True,
-                          timeout=60, env=_env())  # fmt: skip
+    many = subprocess.run(
+        [*env_cmd, "--topic", topic, "--file", "-"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert many.returncode == 0, many.stderr
     assert len(many.stdout.strip().splitlines()) == 3
 
@@ -57,8 +84,26 @@ def test_cli_publishes_from_options_and_stdin(stack: Any, topic_factory: Any, ka
 
 
 def test_cli_rejects_an_invalid_event_with_the_field_and_sends_nothing(stack: Any) -> None:
-    bad = subprocess.run([sys.executable, "-m", "streamrag", "publish", "--tenant", "acme", "--doc-id", "a/b",
-                          "--version", "1", "--body", "x"], capture_output=True, text=True, timeout=60, env=_env())  # fmt: skip
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamrag",
+            "publish",
+            "--tenant",
+            "acme",
+            "--doc-id",
+            "a/b",
+            "--version",
+            "1",
+            "--body",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert bad.returncode != 0
     assert "doc_id" in bad.stderr and "Traceback" not in bad.stderr
     delete = document_event("x", op=Op.DELETE)

@@ -34,8 +34,12 @@ def test_up_is_idempotent(stack: Any) -> None:
 
 
 def test_status_cli_json_and_exit_code(stack: Any) -> None:
-    result = subprocess.run([sys.executable, "-m", "streamrag", "stack", "status", "--json"],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "streamrag", "stack", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert {r["name"] for r in rows} >= {"kafka", "postgres", "connect", "debezium"}
@@ -48,7 +52,9 @@ def test_source_topics_are_compacted_with_configured_partitions(stack: Any) -> N
         assert len(md.topics[topic].partitions) == stack.kafka.partitions
 
 
-def test_produced_message_is_consumed_back(topic_factory: Any, producer_factory: Any, consumer_factory: Any) -> None:
+def test_produced_message_is_consumed_back(
+    topic_factory: Any, producer_factory: Any, consumer_factory: Any
+) -> None:
     topic = topic_factory("roundtrip", partitions=1)
     producer = producer_factory()
     value = uuid.uuid4().bytes
@@ -77,7 +83,9 @@ def test_broker_restart_loses_no_committed_message(stack: Any, topic_factory: An
     assert not kafka.healthy(stack)
     assert kafka.start(stack) == "started"
 
-    consumer = Consumer({**kafka_conf, "group.id": f"restart-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**kafka_conf, "group.id": f"restart-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     got: list[bytes] = []
     deadline = time.monotonic() + 60

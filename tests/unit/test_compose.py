@@ -18,8 +18,19 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 
 def test_every_component_is_a_service() -> None:
-    assert {"kafka", "postgres", "connect", "qdrant", "tgi", "init", "pipeline", "consumers", "api",
-            "prometheus", "grafana"} <= set(SERVICES)  # fmt: skip
+    assert {
+        "kafka",
+        "postgres",
+        "connect",
+        "qdrant",
+        "tgi",
+        "init",
+        "pipeline",
+        "consumers",
+        "api",
+        "prometheus",
+        "grafana",
+    } <= set(SERVICES)
 
 
 def test_dependencies_and_named_volumes_exist() -> None:
@@ -43,7 +54,9 @@ def test_postgres_has_logical_wal_and_the_schema() -> None:
 
 
 @pytest.mark.parametrize("service", ["init", "pipeline", "consumers", "api"])
-def test_own_services_environment_maps_onto_the_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_own_services_environment_maps_onto_the_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {k: str(v) for k, v in SERVICES[service]["environment"].items()}
     for key in env:
         assert key.startswith("STREAMRAG_"), key

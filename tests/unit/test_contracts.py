@@ -56,8 +56,18 @@ def test_invalid_document_events_name_the_field(payload: dict, field: str) -> No
 
 def test_naive_timestamps_are_rejected() -> None:
     with pytest.raises(EventValidationError) as info:
-        DocumentEvent.from_json(json.dumps({"tenant": "t", "doc_id": "d", "version": 1, "op": "upsert",
-                                            "body": "x", "source_ts": "2026-01-01T00:00:00"}))  # fmt: skip
+        DocumentEvent.from_json(
+            json.dumps(
+                {
+                    "tenant": "t",
+                    "doc_id": "d",
+                    "version": 1,
+                    "op": "upsert",
+                    "body": "x",
+                    "source_ts": "2026-01-01T00:00:00",
+                }
+            )
+        )
     assert info.value.field == "source_ts"
 
 
@@ -65,7 +75,9 @@ def test_naive_timestamps_are_rejected() -> None:
 def test_debezium_create_update_snapshot_become_upserts(schema: bool) -> None:
     for op in ("c", "u", "r"):
         row = debezium_row("d9", tenant="acme", version=7, title="Title", body="Body", metadata='{"a": 1}')
-        ev = parse_debezium(debezium_key("d9", "acme"), debezium_envelope(op, after=row, lsn=42, schema=schema))
+        ev = parse_debezium(
+            debezium_key("d9", "acme"), debezium_envelope(op, after=row, lsn=42, schema=schema)
+        )
         assert isinstance(ev, DocumentEvent)
         assert (ev.tenant, ev.doc_id, ev.version, ev.op) == ("acme", "d9", 7, Op.UPSERT)
         assert (ev.title, ev.body, ev.metadata, ev.lsn, ev.source) == ("Title", "Body", {"a": 1}, 42, "cdc")
@@ -80,7 +92,9 @@ def test_debezium_delete_uses_before_and_keeps_its_version() -> None:
 
 @pytest.mark.parametrize("schema", [True, False])
 def test_debezium_tombstone(schema: bool) -> None:
-    assert parse_debezium(debezium_key("d2", "t2", schema=schema), None) == Tombstone(tenant="t2", doc_id="d2")
+    assert parse_debezium(debezium_key("d2", "t2", schema=schema), None) == Tombstone(
+        tenant="t2", doc_id="d2"
+    )
 
 
 MALFORMED = [
@@ -91,21 +105,34 @@ MALFORMED = [
     ("create without after", debezium_envelope("c", after=None), "after"),
     ("delete without before", debezium_envelope("d", before=None), "before"),
     ("no source", json.dumps({"op": "c", "after": debezium_row()}).encode(), "source"),
-    ("ts not int", json.dumps({"op": "c", "after": debezium_row(), "source": {"ts_ms": "soon"}}).encode(),
-     "source.ts_ms"),
-    ("lsn not int", json.dumps({"op": "c", "after": debezium_row(), "source": {"ts_ms": 1, "lsn": "x"}}).encode(),
-     "source.lsn"),
-    ("row without id", debezium_envelope("c", after={k: v for k, v in debezium_row().items() if k != "id"}),
-     "after.id"),
+    (
+        "ts not int",
+        json.dumps({"op": "c", "after": debezium_row(), "source": {"ts_ms": "soon"}}).encode(),
+        "source.ts_ms",
+    ),
+    (
+        "lsn not int",
+        json.dumps({"op": "c", "after": debezium_row(), "source": {"ts_ms": 1, "lsn": "x"}}).encode(),
+        "source.lsn",
+    ),
+    (
+        "row without id",
+        debezium_envelope("c", after={k: v for k, v in debezium_row().items() if k != "id"}),
+        "after.id",
+    ),
     ("row without tenant", debezium_envelope("u", after={**debezium_row(), "tenant": None}), "after.tenant"),
-    ("row without version", debezium_envelope("c", after={**debezium_row(), "version": None}), "after.version"),
+    (
+        "row without version",
+        debezium_envelope("c", after={**debezium_row(), "version": None}),
+        "after.version",
+    ),
     ("metadata not json", debezium_envelope("c", after=debezium_row(metadata="{oops")), "after.metadata"),
     ("metadata a list", debezium_envelope("c", after=debezium_row(metadata="[1]")), "after.metadata"),
     ("negative version", debezium_envelope("c", after=debezium_row(version=-3)), "after.version"),
     ("empty upsert", debezium_envelope("c", after=debezium_row(title="", body="")), "after.<root>"),
     ("invalid utf-8", b"\xff\xfe{", "<value>"),
     ("payload not object", json.dumps({"schema": {}, "payload": 3}).encode(), "payload"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "value", "field"), MALFORMED, ids=[m[0] for m in MALFORMED])

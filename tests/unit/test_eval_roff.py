@@ -66,3 +66,8 @@ def test_read_source_decompresses_and_decode_falls_back_to_latin1(tmp_path: Path
     assert read_source(page) == PAGE.encode()
     assert decode("caf\xe9".encode("latin-1")) == "caf\xe9"
     assert decode("caf\xe9".encode()) == "caf\xe9"
+
+
+def test_strip_roff_translates_special_characters_strings_and_drops_font_changes() -> None:
+    source = r"a \(<= b \[->] c \(rs d \*(lqq\*(rq \fIital\fP \s-1small\s0 \(zz\&."
+    assert strip_roff(source) == "       a \u2264 b \u2192 c \\ d \u201cq\u201d ital small .\n"

@@ -20,12 +20,21 @@ def end_offsets(conf: dict[str, Any], topic: str) -> dict[int, int]:
 
 
 def read_from(
-    conf: dict[str, Any], topic: str, start: dict[int, int], until: Callable[[list[Any]], bool],
+    conf: dict[str, Any],
+    topic: str,
+    start: dict[int, int],
+    until: Callable[[list[Any]], bool],
     timeout_s: float = 60.0,
-) -> list[Any]:  # fmt: skip
+) -> list[Any]:
     """Messages of ``topic`` from ``start`` offsets until ``until(messages)`` or the timeout."""
-    consumer = Consumer({**conf, "group.id": "streamrag-test-reader", "enable.auto.commit": False,
-                         "enable.partition.eof": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": "streamrag-test-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s

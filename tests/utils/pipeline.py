@@ -32,8 +32,13 @@ def group_progress(conf: dict[str, Any], group: str, topics: list[str]) -> tuple
         consumer.close()
 
 
-def wait_caught_up(conf: dict[str, Any], group: str, topics: list[str], timeout_s: float = 120.0,
-                   pipeline: RunningPipeline | None = None) -> None:  # fmt: skip
+def wait_caught_up(
+    conf: dict[str, Any],
+    group: str,
+    topics: list[str],
+    timeout_s: float = 120.0,
+    pipeline: RunningPipeline | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     done, end = 0, -1
     while time.monotonic() < deadline:
@@ -46,13 +51,27 @@ def wait_caught_up(conf: dict[str, Any], group: str, topics: list[str], timeout_
     raise AssertionError(f"group {group} not caught up after {timeout_s}s: committed {done} of {end}")
 
 
-def pipeline_settings(topics: list[str], group: str, qdrant_path: Path, collection: str, dlq: str,
-                      features: str | None, cdc_topics: list[str] | None = None, **extra: Any) -> PipelineSettings:  # fmt: skip
+def pipeline_settings(
+    topics: list[str],
+    group: str,
+    qdrant_path: Path,
+    collection: str,
+    dlq: str,
+    features: str | None,
+    cdc_topics: list[str] | None = None,
+    **extra: Any,
+) -> PipelineSettings:
     return PipelineSettings(
-        source_topics=topics, cdc_topics=cdc_topics or [], group_id=group,
-        qdrant=QdrantSettings(path=qdrant_path, collection=collection), dead_letter_topic=dlq,
-        features_topic=features, metrics_port=None, max_wait_s=0.05, **extra,
-    )  # fmt: skip
+        source_topics=topics,
+        cdc_topics=cdc_topics or [],
+        group_id=group,
+        qdrant=QdrantSettings(path=qdrant_path, collection=collection),
+        dead_letter_topic=dlq,
+        features_topic=features,
+        metrics_port=None,
+        max_wait_s=0.05,
+        **extra,
+    )
 
 
 @dataclass
@@ -65,8 +84,13 @@ class Harness:
         return self.running.runtime.store
 
     def wait(self, timeout_s: float = 120.0) -> None:
-        wait_caught_up(self.settings.kafka.librdkafka(), self.settings.group_id, self.settings.source_topics,
-                       timeout_s, self.running)  # fmt: skip
+        wait_caught_up(
+            self.settings.kafka.librdkafka(),
+            self.settings.group_id,
+            self.settings.source_topics,
+            timeout_s,
+            self.running,
+        )
 
     def stop(self) -> None:
         self.running.stop()
@@ -99,7 +123,9 @@ def final_states(events: list[DocumentEvent]) -> dict[str, DocumentEvent]:
     return out
 
 
-def expected_points(events: list[DocumentEvent], chunker: Any, clean: Any, model_version: str) -> dict[str, tuple[int, int]]:
+def expected_points(
+    events: list[DocumentEvent], chunker: Any, clean: Any, model_version: str
+) -> dict[str, tuple[int, int]]:
     """Point id -> (version, chunk index) of exactly the chunks the index must hold."""
     out: dict[str, tuple[int, int]] = {}
     for ev in final_states(events).values():
@@ -108,5 +134,8 @@ def expected_points(events: list[DocumentEvent], chunker: Any, clean: Any, model
         title, body = clean(ev.title), clean(ev.body)
         text = f"{title}\n\n{body}" if title and body else title or body
         for ch in chunker.chunk(text):
-            out[chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, model_version)] = (ev.version, ch.index)
+            out[chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, model_version)] = (
+                ev.version,
+                ch.index,
+            )
     return out

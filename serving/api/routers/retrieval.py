@@ -39,15 +39,22 @@ async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchR
         after = (f.after.topic, f.after.partition, f.after.offset) if f.after else None
         if not await state.wait_fresh(tenant, f.doc_id, f.min_version, after, f.timeout_s, f.deleted):
             state.metrics.errors.labels("freshness_timeout").inc()
-            raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
-                                f"the index did not catch up within {f.timeout_s}s; retry later "
-                                "(answering now could return stale data)")  # fmt: skip
+            raise HTTPException(
+                status.HTTP_504_GATEWAY_TIMEOUT,
+                f"the index did not catch up within {f.timeout_s}s; retry later "
+                "(answering now could return stale data)",
+            )
     start = time.perf_counter()
     result = await asyncio.to_thread(
-        state.retriever.search, req.query, tenant, req.k, req.filters,
+        state.retriever.search,
+        req.query,
+        tenant,
+        req.k,
+        req.filters,
         s.hybrid_weight if req.hybrid_weight is None else req.hybrid_weight,
-        req.fusion or s.fusion, s.rerank if req.rerank is None else req.rerank,
-    )  # fmt: skip
+        req.fusion or s.fusion,
+        s.rerank if req.rerank is None else req.rerank,
+    )
     for stage, ms in result.timings_ms.items():
         state.metrics.stage.labels(stage.removesuffix("_ms")).observe(ms / 1000)
     result.timings_ms["retrieval_ms"] = (time.perf_counter() - start) * 1000
@@ -55,23 +62,52 @@ async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchR
 
 
 def _chunk(h: Hit) -> Chunk:
-    return Chunk(doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, text=h.text, title=h.title,
-                 score=h.score, source_ts=h.source_ts, indexed_ts=h.indexed_ts, metadata=h.metadata)  # fmt: skip
+    return Chunk(
+        doc_id=h.doc_id,
+        version=h.version,
+        chunk_index=h.chunk_index,
+        text=h.text,
+        title=h.title,
+        score=h.score,
+        source_ts=h.source_ts,
+        indexed_ts=h.indexed_ts,
+        metadata=h.metadata,
+    )
 
 
-def _log(state: ApiState, request_id: str, tenant: str, endpoint: str, req: SearchRequest, result: SearchResult,
-         answer: str | None = None, dont_know: bool = False) -> None:  # fmt: skip
+def _log(
+    state: ApiState,
+    request_id: str,
+    tenant: str,
+    endpoint: str,
+    req: SearchRequest,
+    result: SearchResult,
+    answer: str | None = None,
+    dont_know: bool = False,
+) -> None:
     if state.queries is None:
         return
     top = next((h.dense_score for h in result.hits if h.dense_score is not None), None)
-    state.queries.publish(QueryRecord(
-        request_id=request_id, tenant=tenant, endpoint=endpoint, query=req.query, filters=dict(req.filters),  # type: ignore[arg-type]
-        embedding=[round(x, 6) for x in result.query_vector],
-        retrieved=[{"doc_id": h.doc_id, "version": h.version, "chunk_index": h.chunk_index, "score": h.score}
-                   for h in result.hits],
-        top_score=top, answer=answer, dont_know=dont_know, model_id=state.settings.embedding_model_version,
-        timings_ms=result.timings_ms, ts=utcnow(),
-    ))  # fmt: skip
+    state.queries.publish(
+        QueryRecord(
+            request_id=request_id,
+            tenant=tenant,
+            endpoint=endpoint,
+            query=req.query,
+            filters=dict(req.filters),
+            embedding=[round(x, 6) for x in result.query_vector],
+            retrieved=[
+                {"doc_id": h.doc_id, "version": h.version, "chunk_index": h.chunk_index, "score": h.score}
+                for h in result.hits
+            ],
+            top_score=top,
+            answer=answer,
+            dont_know=dont_know,
+            model_id=state.settings.embedding_model_version,
+            timings_ms=result.timings_ms,
+            ts=utcnow(),
+        )
+    )
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
@@ -81,7 +117,9 @@ async def search(req: SearchRequest, state: StateDep, tenant: TenantDep) -> Sear
     result = await _retrieve(state, req, tenant)
     state.metrics.requests.labels("search", "200").inc()
     _log(state, request_id, tenant, "search", req, result)
-    return SearchResponse(request_id=request_id, results=[_chunk(h) for h in result.hits], timings_ms=result.timings_ms)
+    return SearchResponse(
+        request_id=request_id, results=[_chunk(h) for h in result.hits], timings_ms=result.timings_ms
+    )
 
 
 def _relevant(state: ApiState, hits: list[Hit]) -> list[Hit]:
@@ -96,9 +134,14 @@ def _count_tokens(state: ApiState) -> Any:
 @router.post(
     "/answer",
     response_model=AnswerResponse,
-    responses={**ERRORS, 200: {"content": {"text/event-stream": {}, "application/json": {}},
-                               "description": "SSE events `token`, then `citations`, then `done`; or JSON."}},
-)  # fmt: skip
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/event-stream": {}, "application/json": {}},
+            "description": "SSE events `token`, then `citations`, then `done`; or JSON.",
+        },
+    },
+)
 async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
     """Retrieve, then generate an answer citing its sources; says it does not know when nothing is relevant.
 
@@ -110,8 +153,10 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
     hits = _relevant(state, result.hits)
     s = state.settings
     prompt = build_prompt(req.query, hits, _count_tokens(state), s.context_token_budget)
-    citations = [Citation(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
-                 for i, h in enumerate(prompt.used)]  # fmt: skip
+    citations = [
+        Citation(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
+        for i, h in enumerate(prompt.used)
+    ]
     max_new = min(req.max_new_tokens or s.max_new_tokens, s.max_new_tokens_limit)
     timings = dict(result.timings_ms)
 
@@ -129,8 +174,13 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
         dont_know = not prompt.used
         _log(state, request_id, tenant, "answer", req, result, text, dont_know)
         state.metrics.requests.labels("answer", "200").inc()
-        return AnswerResponse(request_id=request_id, answer=text, citations=citations if prompt.used else [],
-                              dont_know=dont_know, timings_ms=timings)  # fmt: skip
+        return AnswerResponse(
+            request_id=request_id,
+            answer=text,
+            citations=citations if prompt.used else [],
+            dont_know=dont_know,
+            timings_ms=timings,
+        )
 
     async def events() -> AsyncIterator[bytes]:
         start = time.perf_counter()
@@ -157,8 +207,11 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
         _log(state, request_id, tenant, "answer", req, result, "".join(parts), not prompt.used)
         state.metrics.requests.labels("answer", "200").inc()
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})  # fmt: skip
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Request-Id": request_id},
+    )
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
