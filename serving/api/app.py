@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from serving.api.routers import documents, health, retrieval
 from serving.api.state import ApiMetrics, ApiState, QueryLog
 from serving.generation.client import Generator
+from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
 
@@ -36,7 +37,8 @@ def build_state(
         settings=settings,
         client=client,
         encoder=encoder,
-        retriever=Retriever(client, settings.qdrant.collection, encoder, settings.candidates),
+        retriever=Retriever(client, settings.qdrant.collection, encoder, settings.candidates,
+                            reranker=build_reranker(settings.reranker_path, encoder.model)),
         generator=Generator(url, token),
         registry=registry,
         metrics=ApiMetrics(registry),

@@ -1,0 +1,127 @@
+"""``streamrag eval``: the real system on the labelled corpus, retrieval variants side by side.
+
+The corpus (Debian FAQ questions -> sections, man page NAME lines -> pages) is indexed by the
+real feature pipeline into a fresh embedded Qdrant; then every query runs through the API's own
+:class:`~serving.retrieval.search.Retriever` as dense only, sparse only, hybrid (RRF) and
+hybrid + rerank. With ``answers > 0`` a sample of questions is also answered by the generator to
+measure answer support and context precision (judge-free, :mod:`serving.eval.metrics`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from serving.eval.corpus import build_corpus
+from serving.eval.metrics import answer_support, context_precision
+from serving.eval.runner import evaluate_retrieval, format_report
+from serving.retrieval.rerank import ParentEmbeddingReranker
+from serving.retrieval.search import QueryEncoder, Retriever
+from serving.settings import ApiSettings
+from streamrag.config import QdrantSettings
+from streamrag.contracts import DocumentEvent, Op, utcnow
+
+TENANT = "eval"
+
+
+def to_event_id(doc_id: str) -> str:
+    return doc_id.replace("/", ":")
+
+
+def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = print) -> Any:
+    """Publish the corpus to a fresh topic and index it with the real pipeline; returns the client."""
+    from producers.publisher import Publisher
+    from streams.runner import start_in_thread
+    from streams.settings import PipelineSettings
+
+    base = PipelineSettings(metrics_port=None, features_topic=None)
+    conf = base.kafka.librdkafka()
+    topic = f"eval.docs.{uuid.uuid4().hex[:8]}"
+    AdminClient(conf).create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
+    events = [
+        DocumentEvent(tenant=TENANT, doc_id=to_event_id(d.doc_id), version=1, op=Op.UPSERT, title=d.title,
+                      body=d.body, metadata={"source": d.source}, source_ts=utcnow())
+        for d in documents
+    ]  # fmt: skip
+    with Publisher(base.kafka, topic=topic) as pub:
+        pub.publish_many(events)
+    client = qdrant.client()
+    settings = base.model_copy(update={"source_topics": [topic], "cdc_topics": [], "qdrant": qdrant,
+                                       "group_id": f"eval-{uuid.uuid4().hex[:8]}", "stop_when_idle_s": 5.0})  # fmt: skip
+    started = time.perf_counter()
+    running = start_in_thread(settings, qdrant_client=client)
+    while running.alive():
+        time.sleep(0.5)
+    if running.error is not None:
+        raise RuntimeError("indexing failed") from running.error
+    echo(f"indexed {len(events)} documents in {time.perf_counter() - started:.0f} s")
+    AdminClient(conf).delete_topics([topic])
+    return client
+
+
+def run_eval(max_docs: int = 400, ks: Sequence[int] = (1, 5, 10), answers: int = 0, echo: Any = print) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    corpus = build_corpus(max_docs=max_docs)
+    echo(f"corpus: {len(corpus.documents)} documents, {len(corpus.queries)} queries (Debian FAQ + man pages)")
+    qdrant = QdrantSettings(path=Path(tempfile.mkdtemp(prefix="streamrag-eval-")) / "q", collection="eval")
+    client = index_corpus(corpus.documents, qdrant, echo)
+    encoder = QueryEncoder()
+    retriever = Retriever(client, qdrant.collection, encoder, candidates=40,
+                          reranker=ParentEmbeddingReranker(encoder.model))  # fmt: skip
+
+    def variant(weight: float, rerank: bool = False, fusion: str = "rrf") -> Any:
+        def search(text: str, k: int) -> list[str]:
+            hits = retriever.search(text, TENANT, k, hybrid_weight=weight, fusion=fusion, rerank=rerank).hits
+            return [h.doc_id.replace(":", "/", 1) if h.doc_id.startswith(("debian-faq:", "manpages:")) else h.doc_id
+                    for h in hits]  # fmt: skip
+
+        return search
+
+    variants = {
+        "dense": variant(1.0),
+        "sparse": variant(0.0),
+        "hybrid (rrf)": variant(0.5),
+        "hybrid (weighted)": variant(0.5, fusion="weighted"),
+        "hybrid + rerank": variant(0.5, rerank=True),
+    }
+    reports = {}
+    for name, fn in variants.items():
+        reports[name] = evaluate_retrieval(corpus, fn, ks)
+        echo(f"  evaluated {name}")
+    echo(format_report(reports))
+    if answers > 0:
+        _answer_metrics(corpus, retriever, answers, echo)
+    return 0
+
+
+def _answer_metrics(corpus: Any, retriever: Retriever, n: int, echo: Any) -> None:
+    """Answer support and context precision on ``n`` questions, with the configured generator."""
+    from serving.generation.client import Generator
+    from serving.generation.prompt import build_prompt
+    from streamrag.embedded import start_llm
+
+    settings = ApiSettings()
+    server = None if settings.tgi_url else start_llm(settings.llm_port)
+    generator = Generator(settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}")
+    tok = retriever.encoder.tokenizer
+    supports, precisions = [], []
+    for q in corpus.queries[:n]:
+        hits = retriever.search(q.text, TENANT, 4).hits
+        prompt = build_prompt(q.text, hits, lambda t: len(tok(t, add_special_tokens=False)["input_ids"]), 1200)
+        answer = asyncio.run(generator.complete(prompt.messages, 96))
+        contexts = [h.parent_text for h in prompt.used]
+        supports.append(answer_support(answer, contexts).score)
+        rel = [d for d in q.relevant_doc_ids]
+        precisions.append(context_precision([h.doc_id.replace(":", "/", 1) for h in prompt.used], rel))
+    echo(f"answers on {n} questions: answer support {sum(supports) / n:.3f}, context precision "
+         f"{sum(precisions) / n:.3f}")  # fmt: skip
+    if server is not None:
+        server.should_exit = True
