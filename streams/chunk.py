@@ -1,27 +1,32 @@
 """Token-aware chunking: sliding windows sized by the embedder's own tokenizer, inside parent sections.
 
-A document is cut into *parents* (runs of whole paragraphs, for small-to-big retrieval: the small
-child is matched, its parent is returned) and each parent into overlapping child *windows* that the
-embedder reads without truncation. Every chunk is an exact slice of the input text: offsets come
-from one tokenisation with offset mapping, nothing is decoded back from token ids.
+A document is cut into *parents* (runs of whole paragraphs of at most ``parent_max_tokens``; a longer
+paragraph is split at sentences, then at words) for small-to-big retrieval: the small child is
+matched, its parent is returned. Each parent is cut into overlapping child *windows* that the
+embedder reads without truncation; windows never straddle parents. Every chunk is an exact slice of
+the input text: offsets come from one tokenisation with offset mapping, nothing is decoded back.
 
 Sizes are counted in tokens of the given tokenizer without special tokens. The guarantee that
 matters most is that the embedder never truncates silently: every chunk's text, tokenised again on
 its own, has ``token_count <= max_tokens`` tokens, and ``max_tokens`` plus the special tokens fits the
 model (checked when the :class:`Chunker` is built).
 
-Windows start at word boundaries. Tokenising a slice that starts inside a word gives different
+Windows start on word boundaries. Tokenising a slice that starts inside a word gives different
 tokens (``"ization"`` is ``i ##zation``, not the ``##ization`` it was inside ``tokenization``), so a
-window starting mid-word could hold more tokens than it was sized for. Windows therefore end where
-the next window, starting exactly ``overlap`` tokens earlier on a word boundary, begins: consecutive
-windows share exactly ``overlap`` tokens and each holds at most ``max_tokens``, usually a few less.
-Only a single word longer than ``max_tokens - overlap`` tokens is cut inside; those windows are
-verified by tokenising them again and may overlap less.
+window starting mid-word could hold more tokens than it was sized for. Each window therefore ends
+exactly ``overlap`` tokens after the word boundary where the next one starts: consecutive windows
+share exactly ``overlap`` tokens, and a window holds at most ``max_tokens`` tokens, less than one word
+fewer when the stride does not land on a word boundary. The last window of a parent ends on the
+parent's last token and is moved back to be as full as the others, so it overlaps its predecessor by
+at least ``overlap`` tokens (no tiny tail window). Only a single word longer than
+``max_tokens - overlap`` tokens is cut inside; such windows are verified by tokenising them again and
+may overlap less.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,7 +77,9 @@ class ChunkingConfig:
 class Chunker:
     """Cuts text into :class:`Chunk` windows; see the module docstring for the contract."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: ChunkingConfig, model_max_tokens: int) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, config: ChunkingConfig, model_max_tokens: int
+    ) -> None:
         """Check ``config`` against the tokenizer and the model's input limit (tokens, specials included).
 
         Raises ``ValueError`` if a full window plus the special tokens would not fit the model (it
@@ -122,7 +129,15 @@ class Chunker:
             for window in self._windows(tokens, first, stop):
                 start, end = tokens.starts[window.first], tokens.ends[window.stop - 1]
                 chunks.append(
-                    Chunk(len(chunks), text[start:end], start, end, window.token_count, parent_index, parent_text)
+                    Chunk(
+                        index=len(chunks),
+                        text=text[start:end],
+                        start=start,
+                        end=end,
+                        token_count=window.token_count,
+                        parent_index=parent_index,
+                        parent_text=parent_text,
+                    )
                 )
         return chunks
 
@@ -202,7 +217,9 @@ class Chunker:
         while (count := self._count(tokens, start, end)) > size:
             shorter = tokens.cut_below(end, start)
             if shorter is None:
-                raise RuntimeError(f"no slice of {tokens.text[tokens.starts[start]:][:40]!r} fits {size} tokens")
+                raise RuntimeError(
+                    f"no slice of {tokens.text[tokens.starts[start] :][:40]!r} fits {size} tokens"
+                )
             end = shorter
         if end == stop:
             return _Window(start, end, count), None
@@ -322,17 +339,17 @@ def _parents(tokens: _Tokens, limit: int) -> list[tuple[int, int]]:
     current: tuple[int, int] | None = None
     for first, stop in _paragraphs(tokens):
         if stop - first > limit:
-            if current:
+            if current is not None:
                 parents.append(current)
                 current = None
             parents.extend(_pack(_sentence_bounds(tokens, first, stop, limit), limit))
-        elif current and stop - current[0] <= limit:
+        elif current is not None and stop - current[0] <= limit:
             current = (current[0], stop)
         else:
-            if current:
+            if current is not None:
                 parents.append(current)
             current = (first, stop)
-    if current:
+    if current is not None:
         parents.append(current)
     return parents
 
@@ -343,7 +360,7 @@ def _paragraphs(tokens: _Tokens) -> list[tuple[int, int]]:
     for match in _PARAGRAPH_BREAK.finditer(tokens.text):
         bounds.add(tokens.token_at_or_after(match.end()))
     ordered = sorted(bounds)
-    return [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if a < b]
+    return [(a, b) for a, b in itertools.pairwise(ordered) if a < b]
 
 
 def _sentence_bounds(tokens: _Tokens, first: int, stop: int, limit: int) -> list[int]:
@@ -361,7 +378,9 @@ def _sentence_bounds(tokens: _Tokens, first: int, stop: int, limit: int) -> list
         # A sentence over the limit is cut at word starts, or at any cut inside a giant word.
         while bound - result[-1] > limit:
             low, high = result[-1], result[-1] + limit
-            result.append(_largest_in(tokens.word_starts, low, high) or _largest_in(tokens.cuts, low, high) or high)
+            result.append(
+                _largest_in(tokens.word_starts, low, high) or _largest_in(tokens.cuts, low, high) or high
+            )
         result.append(bound)
     return result
 

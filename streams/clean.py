@@ -11,8 +11,9 @@ Contracts of :func:`clean_text`:
   are repeated until the text stops changing; real documents settle after one pass plus the check;
 * total: it never raises, whatever the input (lone surrogates included).
 
-The individual steps are public so that callers (and tests) can use them on their own. Each is
-idempotent by itself; only their composition needs the fixed-point loop.
+The individual steps are public so that callers (and tests) can use them on their own. They are
+pure too, but only :func:`clean_text` promises idempotence: a step can reveal markup that another
+step, or its own next run, removes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ _MAX_PASSES: Final = 8
 
 
 def clean_text(text: str) -> str:
-    """Clean ``text`` for embedding: see the module docstring for the contract."""
+    """Plain, tidy text from HTML, Markdown or plain ``text``, ready for chunking.
+
+    A pass runs :func:`normalise_unicode`, :func:`strip_html`, :func:`strip_markdown`,
+    :func:`remove_boilerplate` and :func:`normalise_whitespace`, in that order; passes repeat until
+    the text stops changing (see the module docstring for why and for the contract).
+    """
     current = text
     for _ in range(_MAX_PASSES):
         cleaned = _clean_once(current)
@@ -128,9 +134,9 @@ def strip_html(text: str) -> str:
     ``<script>``, ``<style>``, ``<noscript>``, ``<template>`` and ``<head>`` elements are dropped with
     their content; comments and ``<!DOCTYPE>``/``<?xml?>`` declarations are dropped; block-level tags
     become breaks (p, div, h1-h6, ul, table, ...: a paragraph break; br, li, tr, ...: a line break;
-    td/th: a space); other known tags and custom elements
-    (names with a hyphen) are removed; character references are then decoded until none is left
-    (``&amp;amp;`` -> ``&``). Unknown ``<words>`` are kept, since they are usually prose or code.
+    td/th: a space); other known tags and custom elements (names with a hyphen) are removed;
+    character references are then decoded until none is left (``&amp;amp;`` -> ``&``). Unknown
+    ``<words>`` are kept, since they are usually prose or code.
     """
     text = _DROPPED_ELEMENTS.sub("", text)
     text = _COMMENT.sub("", text)
@@ -157,7 +163,9 @@ _REFERENCE_DEFINITION: Final = re.compile(r"[ \t]{0,3}\[[^\]]+\]:[ \t]+\S.*")
 # Any run of block prefixes, in any order: blockquote markers, bullets, heading hashes, task boxes.
 # A bullet or heading needs a following space, so "#hashtag", "-5" and "*args" are kept; numbered
 # list markers are content (they carry order) and are kept too.
-_LINE_PREFIX: Final = re.compile(r"(?:[ \t]*(?:>|[-*+•](?=[ \t])|#{1,6}(?=[ \t]|$)|\[[ xX]\](?=[ \t])))+[ \t]*")
+_LINE_PREFIX: Final = re.compile(
+    r"(?:[ \t]*(?:>|[-*+•](?=[ \t])|#{1,6}(?=[ \t]|$)|\[[ xX]\](?=[ \t])))+[ \t]*"
+)
 _CLOSING_HASHES: Final = re.compile(r"[ \t]+#+[ \t]*$")
 _URL: Final = r"""(?:[^()\s]|\([^()\s]*\))*(?:\s+(?:"[^"\n]*"|'[^'\n]*'))?\s*"""
 _IMAGE: Final = re.compile(rf"!\[([^\]\n]*)\]\({_URL}\)")
@@ -249,7 +257,8 @@ _BOILERPLATE: Final = (
     r"(?:click|tap) here to (?:subscribe|unsubscribe|sign up|register|read more|learn more)",
     r"(?:subscribe|sign up) (?:to|for) (?:our|the|my) (?:newsletter|mailing list)",
     r"(?:(?:©|\(c\)|copyright)\s*)?(?:\d{4}(?:\s*[-–]\s*\d{4})?\s*)?[\w .,&'-]{0,80}?all rights reserved",
-    r"(?:©|\(c\)|copyright)\s*\d{4}(?:\s*[-–]\s*\d{4})?[\w .,&'-]{0,60}",
+    # Without "all rights reserved" only the symbol marks a notice: "Copyright 1999 was..." is prose.
+    r"(?:copyright\s*)?(?:©|\(c\))\s*\d{4}(?:\s*[-–]\s*\d{4})?[\w .,&'-]{0,60}",
     r"cookie (?:policy|settings|preferences|notice)",
     r"(?:accept|reject|manage) (?:all )?cookies",
     r"share (?:this|on)(?: (?:article|post|page|story))?(?: on (?:facebook|twitter|x|linkedin|email))?",
@@ -274,9 +283,7 @@ _NAVIGATION: Final = (
     r"accessibility",
 )
 _TRAILING_PUNCTUATION: Final = r"[\s.!:…»›>→]*"
-_BOILERPLATE_LINE: Final = re.compile(
-    rf"(?:{'|'.join(_BOILERPLATE)}){_TRAILING_PUNCTUATION}", re.IGNORECASE
-)
+_BOILERPLATE_LINE: Final = re.compile(rf"(?:{'|'.join(_BOILERPLATE)}){_TRAILING_PUNCTUATION}", re.IGNORECASE)
 _NAVIGATION_ITEM: Final = re.compile(
     rf"(?:{'|'.join(_BOILERPLATE + _NAVIGATION)}){_TRAILING_PUNCTUATION}", re.IGNORECASE
 )

@@ -39,7 +39,12 @@ class Embedder:
     """
 
     def __init__(
-        self, path: Path | None = None, dtype: str = "fp32", batch_size: int = 32, threads: int | None = None
+        self,
+        path: Path | None = None,
+        dtype: str = "fp32",
+        batch_size: int = 32,
+        threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,7 +56,7 @@ class Embedder:
         self.path = path or default_model_path()
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
             raise ModelNotAvailable(f"no sentence-transformers model at {self.path}")
-        self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
         if dtype == "bf16":
             self.model = self.model.to(torch.bfloat16)
         self.dtype = dtype
@@ -85,3 +90,10 @@ class Embedder:
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
         return sparse_encode(self.token_ids(text))
+
+    def sparse_batch(self, texts: Sequence[str]) -> list[tuple[list[int], list[float]]]:
+        """:meth:`sparse` for many texts with one (Rust-side, parallel) tokenizer call."""
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return [sparse_encode(row) for row in ids]

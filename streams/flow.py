@@ -59,6 +59,7 @@ class Runtime:
             settings.embedding_dtype,
             settings.embed_batch_size,
             settings.torch_threads,
+            settings.embedding_device,
         )
         chunker = Chunker(
             embedder.tokenizer,
@@ -138,9 +139,12 @@ class Runtime:
         self.metrics.on_committed(work)
 
 
-def build_flow(settings: PipelineSettings, runtime: Runtime | None = None) -> Dataflow:
+def build_flow(
+    settings: PipelineSettings, runtime: Runtime | None = None, source: Any = None, sink: Any = None
+) -> Dataflow:
+    """The dataflow. ``source``/``sink`` replace Kafka in and the offset commit (benchmarks only)."""
     rt = runtime or Runtime.create(settings)
-    source = KafkaPartitionedSource(
+    source = source or KafkaPartitionedSource(
         settings.kafka.librdkafka(),
         settings.source_topics,
         settings.group_id,
@@ -168,6 +172,6 @@ def build_flow(settings: PipelineSettings, runtime: Runtime | None = None) -> Da
     # Work: the documents' chunk sets replaced in Qdrant, stale chunks deleted (acknowledged)
     work = op.map("features", work, rt.emit_features)
     # Work: feature records acknowledged by the features topic
-    op.output("commit", work, OffsetCommitSink(settings.kafka.librdkafka(), settings.group_id, rt.on_commit))
+    op.output("commit", work, sink or OffsetCommitSink(settings.kafka.librdkafka(), settings.group_id, rt.on_commit))
     # offsets committed to the consumer group: the pipeline's true, durable progress
     return flow

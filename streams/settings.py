@@ -35,6 +35,7 @@ class PipelineSettings(CommonSettings):
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_version: str = Field(default="minilm-l6-v2", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     embedding_dtype: Literal["fp32", "bf16"] = "fp32"
+    embedding_device: str = Field(default="cpu", description="torch device of the embedder (cpu, cuda).")
     torch_threads: int | None = Field(default=None, description="torch intra-op threads; None = cores.")
     workers: int = Field(default=1, ge=1)
     metrics_port: int | None = Field(default=9100, description="Prometheus port; None disables it.")

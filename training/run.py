@@ -82,17 +82,19 @@ def run_training(
     settings: TrainingSettings,
     qdrant_client: Any,
     registry: ModelRegistry | None = None,
+    tenant: str | None = None,
 ) -> RunResult:
     """Run one training run now, in this thread; returns its result or raises :class:`TrainingFailed`.
 
-    The tenant scope is the drift event's tenant when ``training.tenant_scope == "trigger"``, else
-    every tenant. Exceptions raised before anything could be recorded (the registry is
-    unreachable) propagate unchanged.
+    Trains on ``tenant``'s chunks when given, else on the drift event's tenant when
+    ``training.tenant_scope == "trigger"``, else on every tenant's. Exceptions raised before
+    anything could be recorded (the registry is unreachable) propagate unchanged.
     """
     started = time.perf_counter()
     registry = registry or ModelRegistry(settings)
     opts = settings.training
-    tenant = drift_event.tenant if drift_event is not None and opts.tenant_scope == "trigger" else None
+    if tenant is None and drift_event is not None and opts.tenant_scope == "trigger":
+        tenant = drift_event.tenant
     current = registry.current()
     params = _params(settings, current, tenant)
     staging = settings.models_dir() / f".staging-{uuid.uuid4().hex[:12]}"

@@ -45,7 +45,8 @@ def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = p
     base = PipelineSettings(metrics_port=None, features_topic=None)
     conf = base.kafka.librdkafka()
     topic = f"eval.docs.{uuid.uuid4().hex[:8]}"
-    AdminClient(conf).create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
+    admin = AdminClient(conf)  # keep a reference: the futures die with the client
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
     events = [
         DocumentEvent(tenant=TENANT, doc_id=to_event_id(d.doc_id), version=1, op=Op.UPSERT, title=d.title,
                       body=d.body, metadata={"source": d.source}, source_ts=utcnow())
@@ -63,7 +64,7 @@ def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = p
     if running.error is not None:
         raise RuntimeError("indexing failed") from running.error
     echo(f"indexed {len(events)} documents in {time.perf_counter() - started:.0f} s")
-    AdminClient(conf).delete_topics([topic])
+    admin.delete_topics([topic])
     return client
 
 
@@ -115,7 +116,9 @@ def _answer_metrics(corpus: Any, retriever: Retriever, n: int, echo: Any) -> Non
     supports, precisions = [], []
     for q in corpus.queries[:n]:
         hits = retriever.search(q.text, TENANT, 4).hits
-        prompt = build_prompt(q.text, hits, lambda t: len(tok(t, add_special_tokens=False)["input_ids"]), 1200)
+        prompt = build_prompt(
+            q.text, hits, lambda t: len(tok(t, add_special_tokens=False)["input_ids"]), 1200
+        )
         answer = asyncio.run(generator.complete(prompt.messages, 96))
         contexts = [h.parent_text for h in prompt.used]
         supports.append(answer_support(answer, contexts).score)

@@ -14,10 +14,15 @@ def llm() -> None:
     """The embedded default LLM (SmolLM2-135M-Instruct, on CPU) served like Text Generation Inference.
 
     \b
-    Any TGI client works against it, e.g. huggingface_hub:
+    Any TGI or OpenAI client works against it, e.g. huggingface_hub:
       streamrag llm serve &
       python -c "from huggingface_hub import InferenceClient as C; \\
         print(C('http://127.0.0.1:18090').text_generation('Paris is', max_new_tokens=12))"
+      streamrag llm bench                # time to first token and tokens/s, 1 and 3 at once
+
+    \b
+    With HF_HUB_OFFLINE=1 huggingface_hub refuses every URL, 127.0.0.1 included: call
+    serving.llm.client.allow_self_hosted_inference() once in the client process first.
     """
 
 
@@ -47,7 +52,7 @@ def serve(
     The first run converts the bundled GGUF model into .cache/models (about 30 s, once); later
     starts take a few seconds. Every option is also a setting (STREAMRAG_LLM_<NAME>), e.g. the limits
     STREAMRAG_LLM_MAX_NEW_TOKENS (512), STREAMRAG_LLM_MAX_INPUT_TOKENS (2048),
-    STREAMRAG_LLM_QUEUE_TIMEOUT_S (30: then 503), STREAMRAG_LLM_THREADS (CPU count).
+    STREAMRAG_LLM_QUEUE_TIMEOUT_S (30, then 503), STREAMRAG_LLM_THREADS (1 per generation).
 
     \b
     Examples:
@@ -76,7 +81,7 @@ def serve(
     try:
         # Loaded here rather than in the app's startup so that a missing model is a clear error and
         # exit code 2, not a uvicorn startup traceback.
-        generator = LocalGenerator.load(settings.models_dir, settings.model_path)
+        generator = LocalGenerator.load(settings.models_dir, settings.model_path, settings.threads)
     except ModelNotAvailableError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
@@ -84,6 +89,35 @@ def serve(
         f"streamrag llm: serving {settings.model_id} on http://{settings.host}:{settings.port}", err=True
     )
     uvicorn.run(create_app(settings, generator), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@llm.command("bench")
+@click.option(
+    "--url", default=None, help="The server [default: http://<STREAMRAG_LLM_HOST>:<STREAMRAG_LLM_PORT>]."
+)
+@click.option(
+    "--concurrency", "-c", type=int, multiple=True, default=(1, 3), show_default=True,
+    help="Requests sent at once; repeat for several rounds.",
+)  # fmt: skip
+@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens per request.")
+@click.option("--prompt", default=None, help='Prompt of every request [default: "Once upon a time"].')
+def bench(url: str | None, concurrency: tuple[int, ...], max_new_tokens: int, prompt: str | None) -> None:
+    """Measure time to first token and tokens/s of a running server, one round per concurrency.
+
+    \b
+    Examples:
+      streamrag llm bench                          # 1 then 3 concurrent requests of 64 tokens
+      streamrag llm bench -c 1 -c 2 -c 4 --max-new-tokens 128 --url http://127.0.0.1:18091
+    """
+    from serving.llm.bench import DEFAULT_PROMPT, bench_round
+    from serving.llm.settings import LLMServerSettings
+
+    if url is None:
+        settings = LLMServerSettings()
+        url = f"http://{settings.host}:{settings.port}"
+    bench_round(url, 1, 2, prompt or DEFAULT_PROMPT)  # warm the server up; not measured
+    for n in concurrency:
+        click.echo(bench_round(url, n, max_new_tokens, prompt or DEFAULT_PROMPT).summary())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -118,10 +117,9 @@ class _Service:
 
     async def start(self) -> None:
         s = self.settings
-        torch.set_num_threads(s.threads)
         generator = self._preloaded
         if generator is None:
-            generator = await asyncio.to_thread(LocalGenerator.load, s.models_dir, s.model_path)
+            generator = await asyncio.to_thread(LocalGenerator.load, s.models_dir, s.model_path, s.threads)
         context = generator.max_position_embeddings
         if context is not None and s.max_total_tokens > context:
             raise ValueError(

