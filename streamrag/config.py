@@ -8,6 +8,8 @@ composes these. Every field can be set from the environment with the ``STREAMRAG
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -113,6 +115,15 @@ class _Serialised:
 
 _LOCAL_CLIENTS: dict[str, Any] = {}
 _LOCAL_CLIENTS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_local_clients() -> None:
+    """Release embedded stores (and their folder locks) before the interpreter tears modules down."""
+    for client in list(_LOCAL_CLIENTS.values()):
+        with contextlib.suppress(Exception):
+            client.close()
+    _LOCAL_CLIENTS.clear()
 
 
 class PostgresSettings(BaseModel):

@@ -92,7 +92,10 @@ def finetune(base_path: Path, pairs: Sequence[Pair], out_dir: Path, opts: Traini
     start = time.perf_counter()
     for epoch in plan:
         for batch in epoch:
-            features = [model.tokenize([p.query for p in batch]), model.tokenize([p.passage for p in batch])]
+            features = [
+                model.preprocess([p.query for p in batch]),
+                model.preprocess([p.passage for p in batch]),
+            ]
             loss = loss_fn(features, torch.empty(0))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -7,7 +7,9 @@ registry (sqlite in the tmp dir) and a real fine-tuning run, kept small for a sh
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from tests.utils.kafka import end_offsets, read_from
 from tests.utils.pipeline import pipeline_settings, start_harness
 from training.dataset import resolve_alias, scroll_chunks, take_snapshot
 from training.registry import ModelRegistry
+from training.run import TrainingFailed
 from training.settings import RegistryOptions, TrainingOptions, TrainingSettings
 from training.trigger import DriftTrainingConsumer
 
@@ -240,4 +243,69 @@ def test_registry_changes_publish_model_events(
     ]
     assert events[1].model_uri == f"models:/embedder-x/{version}" and all(
         m.key() == b"embedder-x" for m in messages
+    )
+
+
+def test_runs_are_queued_in_order_one_at_a_time_and_committed_after_recording(
+    stack: Any,
+    topic_factory: Any,
+    group_factory: Any,
+    producer_factory: Any,
+    tmp_path: Path,
+    kafka_conf: dict,
+) -> None:
+    drift_topic, group = topic_factory("drift", partitions=1), group_factory("train")
+    settings = TrainingSettings(
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        registry=RegistryOptions(models_topic=None),
+        training=TrainingOptions(drift_topic=drift_topic, group_id=group, max_queued=2),
+    )
+    events = [
+        DriftEvent(
+            event_id=f"e{i}-{uuid.uuid4().hex[:6]}",
+            tenant="acme",
+            kind="dont_know_rate",
+            score=0.3,
+            threshold=0.1,
+            reference_window={},
+            current_window={},
+            detected_at=utcnow(),
+        )
+        for i in range(4)
+    ]
+    producer = producer_factory()
+    for ev in events:
+        producer.produce(drift_topic, value=ev.to_bytes())
+    assert producer.flush(10) == 0
+    seen: list[tuple[str, float, float, int]] = []
+
+    def runner(event: DriftEvent, registry: ModelRegistry) -> Any:
+        """Records when it ran and what was committed then; records a real (failed) run."""
+        probe = Consumer({**kafka_conf, "group.id": group})
+        (tp,) = probe.committed([TopicPartition(drift_topic, 0)], timeout=10)
+        probe.close()
+        start = time.monotonic()
+        time.sleep(0.4)
+        rec = registry.record_run(
+            trigger=event, params={}, metrics={}, snapshot=None, error="test: no training"
+        )
+        seen.append((event.event_id, start, time.monotonic(), tp.offset))
+        raise TrainingFailed("no training in this test", rec.run_id)
+
+    outcomes = DriftTrainingConsumer(settings, None, runner=runner).run(max_events=4, timeout_s=120)
+
+    assert [o.event_id for o in outcomes] == [s[0] for s in seen] == [e.event_id for e in events]
+    assert [o.status for o in outcomes] == ["failed"] * 4 and [o.offset for o in outcomes] == [0, 1, 2, 3]
+    assert all(prev[2] <= nxt[1] for prev, nxt in itertools.pairwise(seen))  # never two at once
+    # a run's own offset is never committed before it is recorded (the previous one's may still lag)
+    assert all(committed <= k for k, (*_, committed) in enumerate(seen))
+    probe = Consumer({**kafka_conf, "group.id": group})
+    try:
+        assert [tp.offset for tp in probe.committed([TopicPartition(drift_topic, 0)], timeout=10)] == [4]
+    finally:
+        probe.close()
+    registry = ModelRegistry(settings)
+    assert all(
+        registry.run_for_trigger(e.event_id) == o.run_id for e, o in zip(events, outcomes, strict=True)
     )
