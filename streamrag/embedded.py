@@ -77,6 +77,8 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
     """
     import json as _json
 
+    from urllib.parse import quote
+
     import httpx
     import psycopg
 
@@ -158,7 +160,7 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
             ).fetchone()
             assert row is not None, "the demo row disappeared"
             new_version = row[0]
-        state_url = f"{base}/v1/documents/{target}"
+        state_url = f"{base}/v1/documents/{quote(target, safe='')}"
         fresh = {"doc_id": target, "min_version": new_version, "timeout_s": 30}
         httpx.post(
             f"{base}/v1/search",

@@ -52,7 +52,7 @@ def serve(
     The first run converts the bundled GGUF model into .cache/models (about 30 s, once); later
     starts take a few seconds. Every option is also a setting (STREAMRAG_LLM_<NAME>), e.g. the limits
     STREAMRAG_LLM_MAX_NEW_TOKENS (512), STREAMRAG_LLM_MAX_INPUT_TOKENS (2048),
-    STREAMRAG_LLM_QUEUE_TIMEOUT_S (30, then 503), STREAMRAG_LLM_THREADS (1 per generation).
+    STREAMRAG_LLM_QUEUE_TIMEOUT_S (30, then 503), STREAMRAG_LLM_THREADS (2 per generation).
 
     \b
     Examples:

@@ -195,9 +195,7 @@ class LocalGenerator:
         if not prompt_ids:
             raise ValueError("the prompt has no tokens")
         if self.threads is not None:
-            # OpenMP keeps the thread count per OS thread, so set it in whichever thread generates. More
-            # intra-op threads than free cores is ruinous: 2 threads on a busy 2-core machine ran 10x
-            # slower than 1.
+            # OpenMP keeps the thread count per OS thread, so set it in whichever thread generates.
             torch.set_num_threads(self.threads)
         seed = params.seed if params.seed is not None or not params.sampling else random.getrandbits(63)
         rng = torch.Generator().manual_seed(seed) if seed is not None else None

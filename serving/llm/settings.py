@@ -7,6 +7,7 @@ the shared fields (``STREAMRAG_CACHE_DIR`` ...) keep their usual names.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,9 @@ class LLMServerSettings(CommonSettings):
     )
     threads: int = _llm_field(
         "threads",
-        1,
-        "torch intra-op threads per generation. 1 by default: concurrent generations already run in "
-        "parallel threads, and on a busy 2-core machine 2 intra-op threads each measured 10x slower.",
+        min(2, os.cpu_count() or 1),
+        "torch intra-op threads of each generation (each runs in its own worker thread). On 2 busy "
+        "cores, 2 measured 1.2-1.7x faster than 1, for one request and for 3 at once.",
         ge=1,
     )
     warmup: bool = _llm_field(

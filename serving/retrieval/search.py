@@ -66,7 +66,7 @@ class QueryEncoder:
         return [float(x) for x in np.asarray(vec[0], dtype=np.float32)]
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
-        return sparse_encode(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return sparse_encode(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def fuse(

@@ -58,6 +58,7 @@ def corpus_events(tenant: str, max_docs: int) -> list[DocumentEvent]:
     ]
 
 
+@pytest.mark.timeout(1200)  # indexing 80 documents and a fine-tuning run on a shared 2-core CPU
 def test_a_drift_event_trains_and_registers_a_version_with_lineage(
     stack: Any,
     embedder: Any,

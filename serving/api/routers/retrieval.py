@@ -128,7 +128,7 @@ def _relevant(state: ApiState, hits: list[Hit]) -> list[Hit]:
 
 def _count_tokens(state: ApiState) -> Any:
     tok = state.encoder.tokenizer
-    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+    return lambda text: len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 @router.post(
