@@ -133,17 +133,20 @@ def run_training(
         "loss_last": tuned.mean_loss_last,
         "promote": float(decision.promote),
     }
-    recorded = registry.record_run(
-        trigger=drift_event,
-        params=params,
-        metrics=metrics,
-        snapshot=dataset.snapshot.to_dict(),
-        artifacts={
-            "dataset.jsonl": dataset.to_records(),
-            "decision.json": {**asdict(decision), "reason": decision.reason},
-        },
-        model_dir=staging,
-    )
+    try:
+        recorded = registry.record_run(
+            trigger=drift_event,
+            params=params,
+            metrics=metrics,
+            snapshot=dataset.snapshot.to_dict(),
+            artifacts={
+                "dataset.jsonl": dataset.to_records(),
+                "decision.json": {**asdict(decision), "reason": decision.reason},
+            },
+            model_dir=staging,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # moved into the cache when registered
     assert recorded.version is not None  # a run with a model always registers one
     promoted = False
     if decision.promote and opts.auto_promote:

@@ -200,11 +200,12 @@ class DriftTrainingConsumer:
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 left = opts.max_queued if max_events is None else max_events - len(outcomes)
-                self._flow_control(min(opts.max_queued, left))
+                limit = min(opts.max_queued, left)
+                self._flow_control(limit)
                 msg = self._consumer.poll(opts.poll_timeout_s)
                 if msg is not None:
                     err = msg.error()
-                    if err is None and len(self._jobs) < left:
+                    if err is None and len(self._jobs) < limit:
                         self._enqueue(msg, executor)
                     elif err is None:  # fetched before the pause took effect: leave it for later
                         self._consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -56,11 +56,12 @@ class RunningGeneration:
 
     async def steps(
         self, is_disconnected: Callable[[], Awaitable[bool]] | None = None
-    ) -> AsyncIterator[StreamStep]:
+    ) -> AsyncGenerator[StreamStep, None]:
         """Yield the steps as the worker produces them; raises what the worker raised.
 
         ``is_disconnected`` is polled while waiting for a token; once true the generation is cancelled and
-        the iteration ends. Leaving the iteration early (break, error, task cancelled) cancels too.
+        the iteration ends. Closing the iterator early (``aclose``, an error or cancellation inside it,
+        or garbage collection after a ``break``) cancels too.
         """
         try:
             while True:
@@ -111,13 +112,13 @@ class Engine:
         arrived = time.perf_counter() if arrived is None else arrived
         self.metrics.waiting.inc()
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout_s)
-        except TimeoutError:
-            raise OverloadedError(
-                f"all {self.max_concurrent} generation slots stayed busy for {self.queue_timeout_s:g} s"
-            ) from None
+            acquired = await self._acquire_slot()
         finally:
             self.metrics.waiting.dec()
+        if not acquired:
+            raise OverloadedError(
+                f"all {self.max_concurrent} generation slots stayed busy for {self.queue_timeout_s:g} s"
+            )
         self.metrics.queue_wait.observe(time.perf_counter() - arrived)
         self._active += 1
         self.metrics.active_slots.inc()
@@ -131,6 +132,28 @@ class Engine:
             self._release(cancel_event)
             raise
         return RunningGeneration(queue, cancel_event)
+
+    async def _acquire_slot(self) -> bool:
+        """Take a slot within the queue timeout; False if none came free. Never leaks a slot.
+
+        Not ``asyncio.wait_for``: on Python 3.11 a timeout (or the request being cancelled) that races
+        with a successful acquire can drop the acquired slot.
+        """
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns without suspending
+            return True
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        try:
+            done, _ = await asyncio.wait({acquire}, timeout=self.queue_timeout_s)
+        except asyncio.CancelledError:  # the request itself was cancelled while waiting
+            if not acquire.cancel() and not acquire.cancelled():
+                self._slots.release()  # acquired just before the cancellation: give it back
+            raise
+        if done:
+            return True
+        if acquire.cancel():
+            return False
+        return not acquire.cancelled()  # it completed between the timeout and the cancel: keep it
 
     def _release(self, cancel_event: threading.Event) -> None:
         """Free a slot; runs on the event loop."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -140,8 +141,9 @@ class _Service:
 
     async def admit(
         self, prompt: str, params: GenerationParams, truncate: int | None = None
-    ) -> tuple[RunningGeneration, int]:
-        """Validate lengths, then wait for a slot and start generating. Returns the run and prompt length."""
+    ) -> RunningGeneration:
+        """Validate the limits, then wait for a slot and start generating (RequestError: 422 or 503)."""
+        arrived = time.perf_counter()  # time to first token counts tokenizing and queueing too
         s = self.settings
         if truncate is not None and truncate > s.max_input_tokens:
             raise RequestError(
@@ -160,13 +162,13 @@ class _Service:
             raise RequestError(422, "`inputs` cannot be empty")
         if len(ids) > s.max_input_tokens:
             raise RequestError(
-                422, f"`inputs` must have less than {s.max_input_tokens} tokens. Given: {len(ids)}"
+                422, f"`inputs` must have at most {s.max_input_tokens} tokens. Given: {len(ids)}"
             )
         try:
-            running = await self.engine.start(ids, params)
+            running = await self.engine.start(ids, params, arrived)
         except OverloadedError as exc:
             raise RequestError(503, f"Model is overloaded: {exc}", "overloaded") from None
-        return running, len(ids)
+        return running
 
 
 async def _collect(running: RunningGeneration, request: Request) -> GenerationResult | None:
@@ -230,13 +232,13 @@ def create_app(settings: LLMServerSettings | None = None, generator: LocalGenera
 
     async def generate_once(body: GenerateRequest, request: Request) -> dict[str, Any] | None:
         params = body.parameters.generation_params(settings.default_max_new_tokens)
-        running, _ = await service.admit(body.inputs, params, body.parameters.truncate)
+        running = await service.admit(body.inputs, params, body.parameters.truncate)
         result = await _collect(running, request)
         return None if result is None else generate_response(result, body)
 
     async def generate_events(body: GenerateRequest, request: Request) -> SSEResponse:
         params = body.parameters.generation_params(settings.default_max_new_tokens)
-        running, _ = await service.admit(body.inputs, params, body.parameters.truncate)
+        running = await service.admit(body.inputs, params, body.parameters.truncate)
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -271,7 +273,7 @@ def create_app(settings: LLMServerSettings | None = None, generator: LocalGenera
         params = body.generation_params(settings.default_max_new_tokens)
         messages = [m.template_dict() for m in body.messages]
         prompt = await asyncio.to_thread(service.generator.chat_prompt, messages)
-        running, _ = await service.admit(prompt, params)
+        running = await service.admit(prompt, params)
         ids = ChatIds(settings.model_id, f"{ROUTER}-{VERSION}")
         stops = params.stop
         if not body.stream:

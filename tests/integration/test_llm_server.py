@@ -336,7 +336,7 @@ def test_overloaded_server_answers_503(generator: LocalGenerator) -> None:
         ("/generate", {"inputs": PROMPT, "parameters": {"max_new_tokens": 0}}, "max_new_tokens"),
         ("/generate", {"inputs": PROMPT, "parameters": {"max_new_tokens": 100_000}}, "must be <= 512"),
         ("/generate", {"inputs": "", "parameters": {}}, "inputs"),
-        ("/generate", {"inputs": "word " * (MAX_INPUT_TOKENS + 10)}, "must have less than 256 tokens"),
+        ("/generate", {"inputs": "word " * (MAX_INPUT_TOKENS + 10)}, "must have at most 256 tokens"),
         ("/generate", {"inputs": PROMPT, "parameters": {"temperature": 0}}, "temperature"),
         ("/generate", {"inputs": PROMPT, "parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "up to 4"),
         ("/generate", {"inputs": PROMPT, "parameters": {"best_of": 2}}, "not supported"),

@@ -77,7 +77,7 @@ def test_shadow_reindex_switches_atomically_under_queries_and_rolls_back(
     docs, dlq = topic_factory("docs", partitions=2), topic_factory("dlq", partitions=1)
     tenant, pipe_group = f"t{uuid.uuid4().hex[:6]}", group_factory("pipe")
     qdrant = QdrantSettings(path=tmp_path / "q", collection=ALIAS)
-    live_settings = pipeline_settings([docs], pipe_group, qdrant.path, ALIAS, dlq, None)
+    live_settings = pipeline_settings([docs], pipe_group, tmp_path / "q", ALIAS, dlq, None)
     base_embedder = Embedder(threads=2)
     documents = build_corpus(max_docs=80).documents[::3]  # 27 documents, FAQ and man pages
     harness = start_harness(live_settings, base_embedder)

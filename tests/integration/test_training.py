@@ -72,7 +72,7 @@ def test_a_drift_event_trains_and_registers_a_version_with_lineage(
     drift_topic, models_topic = topic_factory("drift", partitions=1), topic_factory("models", partitions=1)
     tenant, pipe_group = f"t{uuid.uuid4().hex[:6]}", group_factory("pipe")
     qdrant = QdrantSettings(path=tmp_path / "q", collection=ALIAS)
-    harness = start_harness(pipeline_settings([docs], pipe_group, qdrant.path, ALIAS, dlq, None), embedder)
+    harness = start_harness(pipeline_settings([docs], pipe_group, tmp_path / "q", ALIAS, dlq, None), embedder)
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
             pub.publish_many(corpus_events(tenant, 80))
