@@ -151,8 +151,13 @@ def _print_citations(citations: list[dict[str, object]]) -> None:
 @click.command("eval")
 @click.option("--max-docs", type=int, default=400, show_default=True)
 @click.option("--k", "ks", type=int, multiple=True, default=(1, 5, 10), show_default=True)
-@click.option("--answers", type=int, default=0, show_default=True,
-              help="Also answer this many questions to measure answer support and context precision.")
+@click.option(
+    "--answers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also answer this many questions to measure answer support and context precision.",
+)
 def eval_cmd(max_docs: int, ks: tuple[int, ...], answers: int) -> None:
     """Evaluate retrieval (dense vs sparse vs hybrid vs hybrid+rerank) on real, self-labelled text.
 

@@ -51,6 +51,10 @@ class ApiSettings(CommonSettings):
     context_token_budget: int = 1200
     # Read-your-writes
     pipeline_group: str = Groups.PIPELINE
+    source_topics: list[str] = Field(
+        default_factory=lambda: list(Topics.SOURCES),
+        description="Topics the pipeline indexes (valid read-your-writes positions).",
+    )
     freshness_timeout_s: float = Field(default=10.0, description="Longest a request waits for min_version.")
     # Monitoring
     queries_topic: str | None = Topics.QUERIES

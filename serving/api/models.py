@@ -14,7 +14,7 @@ class Position(BaseModel):
     """Where ``streamrag publish`` said an event landed: wait until the pipeline has committed past it."""
 
     model_config = ConfigDict(extra="forbid")
-    topic: str = Field(min_length=1, max_length=249)
+    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="A Kafka topic name.")
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
 

@@ -42,13 +42,17 @@ class ParentEmbeddingReranker:
         if not hits:
             return hits
         texts = [query] + [f"{h.title}\n{h.parent_text}" for h in hits]
-        vecs = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        vecs = self.model.encode(
+            texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         cos = vecs[1:] @ vecs[0]
         ids = [h.point_id for h in hits]
         first = [(pid, 0.0) for pid in ids]
         second = [(ids[i], float(cos[i])) for i in np.argsort(-cos, kind="stable")]
         by_id = {h.point_id: h for h in hits}
-        return [replace(by_id[pid], score=s) for pid, s in fuse([first, second], [1 - self.weight, self.weight])]
+        return [
+            replace(by_id[pid], score=s) for pid, s in fuse([first, second], [1 - self.weight, self.weight])
+        ]
 
 
 def build_reranker(path: Path | None, encoder_model: Any) -> Any:

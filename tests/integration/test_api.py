@@ -76,6 +76,7 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         )
         embedded.pipeline = start_in_thread(pipe, qdrant_client=client)
         settings = ApiSettings(
+            source_topics=[Topics.CDC_DOCUMENTS],
             api_keys=KEYS,
             qdrant=qdrant,
             pipeline_group=group,
@@ -293,7 +294,8 @@ def test_openapi_fuzz_finds_no_server_error(api: dict[str, Any]) -> None:
             case.headers = {**(case.headers or {}), "X-API-Key": "key-a"}
             response = case.call(base_url=api["url"], timeout=120)
             tried[label] = tried.get(label, 0) + 1
-            if response.status_code >= 500:
+            documented_timeout = response.status_code == 504 and "did not catch up" in response.text
+            if response.status_code >= 500 and not documented_timeout:
                 failures.append(f"{label} -> {response.status_code}: {response.text[:300]}")
 
         return fuzz

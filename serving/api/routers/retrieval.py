@@ -29,13 +29,23 @@ from streamrag.contracts import QueryRecord, utcnow
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 504: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    504: {"model": ErrorBody, "description": "The index did not catch up within freshness.timeout_s."},
+}
 
 
 async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchResult:
     s = state.settings
     if req.freshness is not None:
         f = req.freshness
+        if f.after is not None and f.after.topic not in s.source_topics:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"freshness.after.topic: {f.after.topic!r} is not indexed by the pipeline; "
+                f"expected one of {s.source_topics}",
+            )
         after = (f.after.topic, f.after.partition, f.after.offset) if f.after else None
         if not await state.wait_fresh(tenant, f.doc_id, f.min_version, after, f.timeout_s, f.deleted):
             state.metrics.errors.labels("freshness_timeout").inc()
