@@ -49,7 +49,7 @@ class TrainingOptions(BaseModel):
     # --- fine-tuning ---
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=16, ge=2, description="Pairs per step; the other pairs are negatives.")
-    learning_rate: float = Field(default=2e-5, gt=0)
+    learning_rate: float = Field(default=5e-5, gt=0, description="Peak AdamW LR (2e-5 did not help here).")
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of steps with a rising LR.")
     loss_scale: float = Field(default=20.0, gt=0, description="Inverse temperature of the in-batch softmax.")
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None = all.")

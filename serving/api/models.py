@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # Exact-match filter values: what Qdrant's keyword/integer/bool match takes (no floats: use ranges).
 _META_VALUE = bool | int | str | list[str] | list[int]
+# Metadata field names: plain identifiers (they become Qdrant payload paths "metadata.<name>").
+_META_KEY = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class Position(BaseModel):
@@ -48,7 +50,11 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=2000, description="The question or keywords.")
     k: int = Field(default=5, ge=1, le=50)
-    filters: dict[str, _META_VALUE] = Field(default_factory=dict, description="Equality on metadata fields.")
+    filters: dict[_META_KEY, _META_VALUE] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Equality on metadata fields (name -> value or any of values).",
+    )
     hybrid_weight: float | None = Field(default=None, ge=0, le=1, description="Dense share (1 = dense only).")
     fusion: Literal["rrf", "weighted"] | None = None
     rerank: bool | None = None

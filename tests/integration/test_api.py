@@ -242,6 +242,7 @@ def test_tenancy_and_auth(api: dict[str, Any]) -> None:
         ({"query": "x", "freshness": {"doc_id": "d"}}, "min_version"),
         ({"query": "x", "freshness": {"timeout_s": 5}}, "freshness"),
         ({"query": "x", "filters": {"a": {"nested": 1}}}, "filters"),
+        ({"query": "x", "filters": {"a.b[0]": "v"}}, "filters"),
     ],
 )
 def test_invalid_requests_get_4xx_saying_what_is_wrong(api: dict[str, Any], body: dict, needle: str) -> None:
