@@ -268,6 +268,11 @@ def test_health_readiness_metrics_and_openapi(api: dict[str, Any]) -> None:
     assert ready["checks"] == {"kafka": True, "qdrant": True, "embedder": True, "generator": True}, ready
     metrics = httpx.get(f"{url}/metrics", timeout=10).text
     assert "streamrag_api_stage_seconds" in metrics
+    lag = httpx.get(f"{url}/v1/lag", params={"group": "streamrag-pipeline"}, timeout=60)
+    assert lag.status_code == 200 and "groups" in lag.json()
+    assert httpx.get(f"{url}/v1/freshness", timeout=60).status_code in (200, 503)
+    dashboard = httpx.get(f"{url}/dashboard", timeout=10)
+    assert dashboard.status_code == 200 and ("<canvas" in dashboard.text or "<svg" in dashboard.text)
     spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
     assert {"/v1/search", "/v1/answer", "/v1/documents/{doc_id}", "/healthz", "/readyz"} <= set(spec["paths"])
 
