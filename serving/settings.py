@@ -35,6 +35,13 @@ class ApiSettings(CommonSettings):
     reranker_path: Path | None = Field(
         default=None, description="A local cross-encoder folder, if you have one."
     )
+    query_expansion: bool = Field(
+        default=False, description="Rewrite queries with the generator (slow on CPU)."
+    )
+    self_query: bool = Field(default=False, description="Extract metadata filters with the generator.")
+    self_query_fields: list[str] = Field(
+        default_factory=list, description="Metadata fields self-query may filter."
+    )
     min_score: float = Field(default=0.25, description="Below this dense cosine, a hit is not relevant.")
     # Generation
     tgi_url: str | None = Field(

@@ -51,6 +51,7 @@ def build_state(
         if settings.queries_topic
         else None,
     )
+    state.retriever.use_versioned_encoders(settings.embedding_model_version, settings.cache_dir / "models")
     try:
         from serving.lag.monitor import LagMonitor
         from serving.lag.settings import LagSettings

@@ -58,6 +58,10 @@ class SearchRequest(BaseModel):
     hybrid_weight: float | None = Field(default=None, ge=0, le=1, description="Dense share (1 = dense only).")
     fusion: Literal["rrf", "weighted"] | None = None
     rerank: bool | None = None
+    expand: bool | None = Field(
+        default=None, description="Query expansion with the generator (default: settings)."
+    )
+    self_query: bool | None = Field(default=None, description="Metadata filters extracted from the query.")
     freshness: Freshness | None = None
 
     @model_validator(mode="after")

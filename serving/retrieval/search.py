@@ -110,6 +110,34 @@ class Retriever:
         self.encoder = encoder
         self.candidates = candidates
         self.reranker = reranker
+        self._encoders: dict[str, QueryEncoder] = {}
+        self._default_version = ""
+
+    def use_versioned_encoders(self, default_version: str, models_dir: Any) -> None:
+        """Embed queries with the model of the collection the alias points at, per request.
+
+        A collection is named ``<alias>__<model version>`` (:meth:`IndexSchema.collection_for`);
+        ``default_version`` is the packaged model's, any other version's model lives in
+        ``models_dir/<version>`` (where the trainer saves it). So after a re-index switches the
+        alias, queries are embedded by the new model at once, and never mix two models.
+        """
+        self._default_version = default_version
+        self._models_dir = models_dir
+        self._encoders[default_version] = self.encoder
+
+    def resolve(self) -> tuple[str, QueryEncoder]:
+        """(physical collection, its query encoder) for the alias now."""
+        if not self._default_version:
+            return self.collection, self.encoder
+        physical = self.collection
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == self.collection:
+                physical = str(a.collection_name)
+        version = physical.rpartition("__")[2] if "__" in physical else self._default_version
+        encoder = self._encoders.get(version)
+        if encoder is None:
+            encoder = self._encoders[version] = QueryEncoder(self._models_dir / version)
+        return physical, encoder
 
     def search(
         self,
@@ -123,20 +151,21 @@ class Retriever:
         per_doc: int = 1,
     ) -> SearchResult:
         t: dict[str, float] = {}
+        collection, encoder = self.resolve()
         t0 = time.perf_counter()
-        dense = self.encoder.dense(query)
-        idx, vals = self.encoder.sparse(query)
+        dense = encoder.dense(query)
+        idx, vals = encoder.sparse(query)
         t["embed_ms"] = (time.perf_counter() - t0) * 1000
         flt = tenant_filter(tenant, metadata)
         t1 = time.perf_counter()
         n = max(self.candidates, k * 4)
         dense_pts = self.client.query_points(
-            self.collection, query=dense, using=S.DENSE, query_filter=flt, limit=n, with_payload=True
+            collection, query=dense, using=S.DENSE, query_filter=flt, limit=n, with_payload=True
         ).points
         sparse_pts = []
         if idx and hybrid_weight < 1:
             sparse_pts = self.client.query_points(
-                self.collection,
+                collection,
                 query=qm.SparseVector(indices=idx, values=vals),
                 using=S.SPARSE,
                 query_filter=flt,

@@ -24,7 +24,8 @@ from serving.api.models import (
 )
 from serving.api.state import ApiState
 from serving.generation.prompt import DONT_KNOW, build_prompt
-from serving.retrieval.search import Hit, SearchResult
+from serving.retrieval.expansion import expand, self_query
+from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse
 from streamrag.contracts import QueryRecord, utcnow
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
@@ -55,18 +56,34 @@ async def _retrieve(state: ApiState, req: SearchRequest, tenant: str) -> SearchR
                 "(answering now could return stale data)",
             )
     start = time.perf_counter()
-    result = await asyncio.to_thread(
-        state.retriever.search,
-        req.query,
-        tenant,
-        req.k,
-        req.filters,
-        s.hybrid_weight if req.hybrid_weight is None else req.hybrid_weight,
-        req.fusion or s.fusion,
-        s.rerank if req.rerank is None else req.rerank,
-    )
-    for stage, ms in result.timings_ms.items():
-        state.metrics.stage.labels(stage.removesuffix("_ms")).observe(ms / 1000)
+    filters: dict[str, Any] = dict(req.filters)
+    queries = [req.query]
+    rewrite_ms: dict[str, float] = {}
+    if req.self_query if req.self_query is not None else s.self_query:
+        t = time.perf_counter()
+        extracted = await self_query(state.generator, req.query, s.self_query_fields)
+        filters = {**extracted, **filters}  # explicit filters win over extracted ones
+        rewrite_ms["self_query_ms"] = (time.perf_counter() - t) * 1000
+    if req.expand if req.expand is not None else s.query_expansion:
+        t = time.perf_counter()
+        rewritten = await expand(state.generator, req.query)
+        if rewritten:
+            queries.append(rewritten)
+        rewrite_ms["expand_ms"] = (time.perf_counter() - t) * 1000
+    weight = s.hybrid_weight if req.hybrid_weight is None else req.hybrid_weight
+    rerank = s.rerank if req.rerank is None else req.rerank
+    results = [
+        await asyncio.to_thread(
+            state.retriever.search, q, tenant, req.k, filters, weight, req.fusion or s.fusion, rerank
+        )
+        for q in queries
+    ]
+    result = results[0]
+    if len(results) > 1:  # fuse the question's and the rewrite's rankings; the question's hits stay
+        by_id = {h.point_id: h for r in results for h in r.hits}
+        fused = fuse([[(h.point_id, h.score) for h in r.hits] for r in results], [1.0] * len(results))
+        result.hits = dedupe_latest([by_id[pid] for pid, _ in fused])[: req.k]
+    result.timings_ms.update(rewrite_ms)
     result.timings_ms["retrieval_ms"] = (time.perf_counter() - start) * 1000
     return result
 
