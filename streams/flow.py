@@ -172,6 +172,8 @@ def build_flow(
     # Work: the documents' chunk sets replaced in Qdrant, stale chunks deleted (acknowledged)
     work = op.map("features", work, rt.emit_features)
     # Work: feature records acknowledged by the features topic
-    op.output("commit", work, sink or OffsetCommitSink(settings.kafka.librdkafka(), settings.group_id, rt.on_commit))
+    op.output(
+        "commit", work, sink or OffsetCommitSink(settings.kafka.librdkafka(), settings.group_id, rt.on_commit)
+    )
     # offsets committed to the consumer group: the pipeline's true, durable progress
     return flow

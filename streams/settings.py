@@ -34,7 +34,9 @@ class PipelineSettings(CommonSettings):
     embedding_model_path: Path | None = None
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_model_version: str = Field(default="minilm-l6-v2", pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    embedding_dtype: Literal["fp32", "bf16"] = "fp32"
+    embedding_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto = bf16 where the CPU/GPU computes it natively, else fp32."
+    )
     embedding_device: str = Field(default="cpu", description="torch device of the embedder (cpu, cuda).")
     torch_threads: int | None = Field(default=None, description="torch intra-op threads; None = cores.")
     workers: int = Field(default=1, ge=1)

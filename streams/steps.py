@@ -95,7 +95,9 @@ def embed(work: Work, embedder: Encodes) -> Work:
         chunks = []
         for ch in doc.chunks:
             idx, vals = sparse[row]
-            chunks.append(replace(ch, dense=tuple(dense[row]), sparse_indices=tuple(idx), sparse_values=tuple(vals)))
+            chunks.append(
+                replace(ch, dense=tuple(dense[row]), sparse_indices=tuple(idx), sparse_values=tuple(vals))
+            )
             row += 1
         docs.append(replace(doc, chunks=tuple(chunks)))
     return replace(work, docs=tuple(docs))
