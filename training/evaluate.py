@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from training.dataset import Pair
-from training.settings import TrainingOptions
+from training.settings import TrainingOptions, torch_device
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ def evaluate_vectors(encode: Any, pairs: Sequence[Pair], ks: Sequence[int]) -> E
         passages.setdefault(p.passage, p.doc_key)
     q = np.asarray(encode([p.query for p in pairs]), dtype=np.float32)
     d = np.asarray(encode(list(passages)), dtype=np.float32)
+    if not (np.isfinite(q).all() and np.isfinite(d).all()):
+        # A diverged model must never look good: NaN scores would tie and rank "first".
+        raise ValueError("the model produced non-finite embeddings (diverged training?)")
     ranks = first_relevant_ranks(q, d, [p.doc_key for p in pairs], list(passages.values()))
     return Evaluation(retrieval_metrics(ranks, ks), len(pairs), len(passages))
 
@@ -75,7 +78,7 @@ def evaluate_model(model_path: Path, pairs: Sequence[Pair], opts: TrainingOption
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    model = SentenceTransformer(str(model_path), device=torch_device(opts.device), local_files_only=True)
 
     def encode(texts: list[str]) -> np.ndarray:
         out: np.ndarray = model.encode(

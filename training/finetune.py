@@ -17,9 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from training.dataset import Pair
-from training.settings import TrainingOptions
+from training.settings import TrainingOptions, torch_device
 
 log = logging.getLogger("streamrag.training")
 
@@ -83,7 +84,9 @@ def finetune(base_path: Path, pairs: Sequence[Pair], out_dir: Path, opts: Traini
     steps = sum(len(epoch) for epoch in plan)
     if steps == 0:
         raise ValueError(f"{len(pairs)} pairs make no training batch of two")
-    model = SentenceTransformer(str(base_path), device="cpu", local_files_only=True)
+    model = SentenceTransformer(str(base_path), device=torch_device(opts.device), local_files_only=True)
+    # Train in fp32 whatever the saved precision: plain fp16/bf16 optimisation overflows to NaN.
+    model = model.float()
     loss_fn = MultipleNegativesRankingLoss(model, scale=opts.loss_scale)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.learning_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, int(steps * opts.warmup_ratio), steps)
@@ -93,8 +96,8 @@ def finetune(base_path: Path, pairs: Sequence[Pair], out_dir: Path, opts: Traini
     for epoch in plan:
         for batch in epoch:
             features = [
-                model.preprocess([p.query for p in batch]),
-                model.preprocess([p.passage for p in batch]),
+                _to(model.preprocess([p.query for p in batch]), model.device),
+                _to(model.preprocess([p.passage for p in batch]), model.device),
             ]
             loss = loss_fn(features, torch.empty(0))
             loss.backward()
@@ -125,3 +128,8 @@ def finetune(base_path: Path, pairs: Sequence[Pair], out_dir: Path, opts: Traini
         sum(losses[:quarter]) / quarter,
         sum(losses[-quarter:]) / quarter,
     )
+
+
+def _to(features: dict[str, Any], device: Any) -> dict[str, Any]:
+    """Move a tokenised batch to the model's device (a no-op on CPU)."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}

@@ -53,6 +53,9 @@ class TrainingOptions(BaseModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of steps with a rising LR.")
     loss_scale: float = Field(default=20.0, gt=0, description="Inverse temperature of the in-batch softmax.")
     torch_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads; None = all.")
+    device: str = Field(
+        default="auto", description="torch device for training and evaluation; auto = cuda if available."
+    )
     # --- evaluation and promotion ---
     eval_k: tuple[int, ...] = (1, 5, 10)
     promote_metric: Metric = "mrr"
@@ -139,3 +142,12 @@ def pipeline_version(model_name: str, version: str) -> str:
     ``("streamrag-embedder", "3") -> "streamrag-embedder-3"``: lower case, ``[a-z0-9._-]`` only.
     """
     return re.sub(r"[^a-z0-9._-]+", "-", f"{model_name}-{version}".lower())
+
+
+def torch_device(setting: str) -> str:
+    """``auto`` picks the GPU when torch sees one, so the same code trains on a GPU machine."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

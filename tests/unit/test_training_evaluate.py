@@ -80,3 +80,15 @@ def test_batches_use_every_pair_once_and_never_repeat_a_document() -> None:
     assert all(len(b) >= 2 for b in out)
     assert len(flat) == len(set(flat)) and len(flat) >= len(pairs) - 3  # only singleton leftovers dropped
     assert out == batches(pairs, 8, random.Random(0))  # seeded
+
+
+def test_non_finite_embeddings_are_rejected_not_scored() -> None:
+    import numpy as np
+    import pytest
+
+    from training.dataset import Pair
+    from training.evaluate import evaluate_vectors
+
+    pairs = [Pair("q1", "p1", "d1", 0, "title"), Pair("q2", "p2", "d2", 0, "title")]
+    with pytest.raises(ValueError, match="non-finite"):
+        evaluate_vectors(lambda texts: np.full((len(texts), 4), np.nan), pairs, (1,))
