@@ -112,12 +112,16 @@ class IndexStore:
 
     def latest(self, doc_keys: Iterable[str]) -> dict[str, Registered]:
         """The largest registered entry of each document (documents never seen are absent)."""
+        return {key: max(es, key=lambda e: e.order) for key, es in self.entries(doc_keys).items()}
+
+    def entries(self, doc_keys: Iterable[str]) -> dict[str, list[Registered]]:
+        """Every registry entry of each document (one set-membership scan of the registry)."""
         keys = sorted(set(doc_keys))
+        out: dict[str, list[Registered]] = {}
         if not keys:
-            return {}
-        out: dict[str, Registered] = {}
-        offset = None
+            return out
         flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
+        offset = None
         while True:
             points, offset = self.client.scroll(
                 self.registry,
@@ -132,9 +136,25 @@ class IndexStore:
                 entry = Registered(
                     pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS]
                 )
-                cur = out.get(pl[S.DOC_KEY])
-                if cur is None or entry.order > cur.order:
-                    out[pl[S.DOC_KEY]] = entry
+                out.setdefault(pl[S.DOC_KEY], []).append(entry)
+            if offset is None:
+                return out
+
+    def _points_of(self, keys: list[str]) -> list[tuple[str, str, int]]:
+        """(point id, doc key, version) of every chunk of these documents: one pass, one set lookup a point.
+
+        Finding stale chunks by scanning (not by computing ids from registry entries) also removes
+        chunks a crashed writer left without a registry entry.
+        """
+        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
+        out: list[tuple[str, str, int]] = []
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection, scroll_filter=flt, limit=4096, offset=offset,
+                with_payload=[S.DOC_KEY, S.VERSION], with_vectors=False,
+            )  # fmt: skip
+            out.extend((str(p.id), p.payload[S.DOC_KEY], p.payload[S.VERSION]) for p in points if p.payload)
             if offset is None:
                 return out
 
@@ -209,36 +229,27 @@ class IndexStore:
                 )
             )
         self.client.upsert(self.registry, points=entries, wait=True)  # 2
-        latest = self.latest(d.src.event.key for d in docs)  # 3
-        stale_chunks: list[qm.Filter] = []
-        old_entries: list[qm.Filter] = []
-        for key, top in latest.items():
-            # Chunks of versions below the latest go; a latest delete takes its own version too.
-            bound = qm.Range(lte=top.version) if top.op is Op.DELETE else qm.Range(lt=top.version)
-            stale_chunks.append(
-                qm.Filter(
-                    must=[
-                        qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
-                        qm.FieldCondition(key=S.VERSION, range=bound),
-                    ]
-                )
-            )
-            old_entries.append(
-                qm.Filter(
-                    must=[
-                        qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key)),
-                        qm.FieldCondition(key="order", range=qm.Range(lt=top.order)),
-                    ]
-                )
-            )
-        self.client.delete(
-            self.collection,
-            points_selector=qm.FilterSelector(filter=qm.Filter(should=stale_chunks)),
-            wait=True,
-        )  # 4
-        self.client.delete(
-            self.registry, points_selector=qm.FilterSelector(filter=qm.Filter(should=old_entries)), wait=True
-        )  # 5
+        keys = sorted({d.src.event.key for d in docs})
+        registered = self.entries(keys)  # 3
+        stale_chunks = [
+            pid
+            for pid, key, version in self._points_of(keys)
+            if key in registered and _stale(version, max(registered[key], key=lambda e: e.order))
+        ]
+        if stale_chunks:
+            self.client.delete(
+                self.collection, points_selector=qm.PointIdsList(points=stale_chunks), wait=True
+            )  # 4
+        old_entries = [
+            registry_point_id(key, e.order)
+            for key, es in registered.items()
+            for e in es
+            if e.order < max(x.order for x in es)
+        ]
+        if old_entries:
+            self.client.delete(
+                self.registry, points_selector=qm.PointIdsList(points=old_entries), wait=True
+            )  # 5
         return len(points)
 
     # --- reading (tests, status) -----------------------------------------------------------------
@@ -255,3 +266,8 @@ class IndexStore:
                 out[str(p.id)] = (p.payload[S.VERSION], p.payload[S.CHUNK_INDEX])
             if offset is None:
                 return out
+
+
+def _stale(version: int, top: Registered) -> bool:
+    """A chunk of ``version`` is stale below the latest version, and at it when the latest is a delete."""
+    return version <= top.version if top.op is Op.DELETE else version < top.version
