@@ -293,7 +293,8 @@ def _record(results: dict, args: argparse.Namespace) -> None:
     with path.open("a") as fh:
         fh.write(
             f"\n- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()} ({os.cpu_count()} cpus, "
-            f"{args.device}), bench/ingest.py --docs {args.docs} --batch-size {args.batch_size}: {line}\n"
+            f"{args.device}), bench/ingest.py --docs {args.docs} --batch-size {args.batch_size} --workers {args.workers} "
+            f"--dtype {args.dtype}: {line}\n"
         )
     print(f"recorded in {path}")
 
