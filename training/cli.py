@@ -214,6 +214,24 @@ def index_reindex(version: str, no_switch: bool, keep_running: bool, timeout: fl
         result.running.stop()
 
 
+@index.command("watch")
+@click.option("--max-events", type=int, default=None, help="Stop after handling this many model events.")
+def index_watch(max_events: int | None) -> None:
+    """Re-index automatically whenever the registry promotes an embedding model.
+
+    \b
+    Consumes ModelEvents from the models topic (group streamrag-reindex); each `promoted` event
+    builds that version's collection beside the live one, waits for catch-up, switches the alias,
+    and only then commits the event (a crash re-runs it).
+      streamrag index watch
+    """
+    from training.promotion import PromotionWatcher
+
+    settings = _settings()
+    for outcome in PromotionWatcher(settings, settings.qdrant.client()).run(max_events=max_events):
+        click.echo(f"model {outcome.version}: {outcome.status} {outcome.collection or ''}".rstrip())
+
+
 @index.command("rollback")
 def index_rollback() -> None:
     """Point the alias back at the collection it pointed at before the last switch.
