@@ -29,7 +29,15 @@ __all__ = ["ask", "eval_cmd", "lag", "llm", "serve"]
     default=None,
     help="Start the embedded LLM server (default: yes unless STREAMRAG_TGI_URL is set).",
 )
-def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_llm: bool | None) -> None:
+@click.option(
+    "--training",
+    "with_training",
+    is_flag=True,
+    help="Also run drift-triggered training and re-index-on-promotion here (needed with embedded Qdrant).",
+)
+def serve(
+    host: str | None, port: int | None, with_pipeline: bool | None, with_llm: bool | None, with_training: bool
+) -> None:
     """Start the streaming RAG API.
 
     \b
@@ -47,7 +55,7 @@ def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_l
     from serving.api.app import build_state, create_app
     from serving.settings import ApiSettings
     from streamrag.config import configure_logging
-    from streamrag.embedded import Embedded, start_llm, start_pipeline
+    from streamrag.embedded import Embedded, start_llm, start_pipeline, start_training
 
     settings = ApiSettings(**{k: v for k, v in (("host", host), ("port", port)) if v is not None})  # type: ignore[arg-type]
     configure_logging(settings.log_level)
@@ -63,6 +71,8 @@ def serve(host: str | None, port: int | None, with_pipeline: bool | None, with_l
     client = settings.qdrant.client()
     if run_pipeline:
         embedded.pipeline = start_pipeline(client)
+    if with_training:
+        start_training(embedded, client)
     state = build_state(settings, client=client)
     click.echo(
         f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)"

@@ -23,12 +23,17 @@ class Embedded:
 
     pipeline: Any = None
     servers: list[Any] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
 
     def stop(self) -> None:
+        self.stop_event.set()
         for server in reversed(self.servers):
             server.should_exit = True
         if self.pipeline is not None:
             self.pipeline.stop()
+        for thread in self.threads:
+            thread.join(30)
 
 
 def start_pipeline(qdrant_client: Any, embedder: Any = None) -> Any:
@@ -36,6 +41,27 @@ def start_pipeline(qdrant_client: Any, embedder: Any = None) -> Any:
     from streams.settings import PipelineSettings
 
     return start_in_thread(PipelineSettings(), qdrant_client=qdrant_client, embedder=embedder)
+
+
+def start_training(embedded: Embedded, qdrant_client: Any) -> None:
+    """The training side of the FTI loop in this process (embedded Qdrant is single-process):
+    the drift-event consumer that trains and registers, and the watcher that re-indexes on
+    promotion. With a Qdrant server run them as their own processes (`streamrag train consume`,
+    `streamrag index watch`)."""
+    from training.promotion import PromotionWatcher
+    from training.settings import TrainingSettings
+    from training.trigger import DriftTrainingConsumer
+
+    settings = TrainingSettings()
+    for name, worker in (
+        ("streamrag-training", DriftTrainingConsumer(settings, qdrant_client)),
+        ("streamrag-reindex", PromotionWatcher(settings, qdrant_client)),
+    ):
+        thread = threading.Thread(
+            target=worker.run, kwargs={"stop": embedded.stop_event}, name=name, daemon=True
+        )
+        thread.start()
+        embedded.threads.append(thread)
 
 
 def serve_in_thread(
@@ -76,7 +102,6 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
     show the index following the database exactly.
     """
     import json as _json
-
     from urllib.parse import quote
 
     import httpx
