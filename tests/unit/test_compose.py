@@ -69,7 +69,7 @@ def test_own_services_environment_maps_onto_the_settings(
     assert settings.postgres.password.get_secret_value() == "streamrag"
 
 
-@pytest.mark.parametrize("service", ["init", "pipeline", "consumers", "api"])
+@pytest.mark.parametrize("service", ["init", "pipeline", "consumers", "training", "reindexer", "api"])
 def test_own_services_run_real_commands(service: str) -> None:
     command = SERVICES[service]["command"]
     words = [w for w in command if not w.startswith("-")][:2]
