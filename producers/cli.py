@@ -67,7 +67,9 @@ def publish(
     try:
         if path:
             with click.open_file(path) as stream:
-                events = [_event_from_json(line, f"line {n}") for n, line in enumerate(stream, 1) if line.strip()]
+                events = [
+                    _event_from_json(line, f"line {n}") for n, line in enumerate(stream, 1) if line.strip()
+                ]
         else:
             missing = [
                 n
