@@ -78,11 +78,12 @@ def run_eval(max_docs: int = 400, ks: Sequence[int] = (1, 5, 10), answers: int =
     retriever = Retriever(client, qdrant.collection, encoder, candidates=40,
                           reranker=ParentEmbeddingReranker(encoder.model))  # fmt: skip
 
+    original = {to_event_id(d.doc_id): d.doc_id for d in corpus.documents}  # exact inverse of the id mapping
+
     def variant(weight: float, rerank: bool = False, fusion: str = "rrf") -> Any:
         def search(text: str, k: int) -> list[str]:
             hits = retriever.search(text, TENANT, k, hybrid_weight=weight, fusion=fusion, rerank=rerank).hits
-            return [h.doc_id.replace(":", "/", 1) if h.doc_id.startswith(("debian-faq:", "manpages:")) else h.doc_id
-                    for h in hits]  # fmt: skip
+            return [original.get(h.doc_id, h.doc_id) for h in hits]
 
         return search
 
@@ -99,11 +100,11 @@ def run_eval(max_docs: int = 400, ks: Sequence[int] = (1, 5, 10), answers: int =
         echo(f"  evaluated {name}")
     echo(format_report(reports))
     if answers > 0:
-        _answer_metrics(corpus, retriever, answers, echo)
+        _answer_metrics(corpus, retriever, answers, original, echo)
     return 0
 
 
-def _answer_metrics(corpus: Any, retriever: Retriever, n: int, echo: Any) -> None:
+def _answer_metrics(corpus: Any, retriever: Retriever, n: int, original: dict[str, str], echo: Any) -> None:
     """Answer support and context precision on ``n`` questions, with the configured generator."""
     from serving.generation.client import Generator
     from serving.generation.prompt import build_prompt
@@ -123,7 +124,7 @@ def _answer_metrics(corpus: Any, retriever: Retriever, n: int, echo: Any) -> Non
         contexts = [h.parent_text for h in prompt.used]
         supports.append(answer_support(answer, contexts).score)
         rel = [d for d in q.relevant_doc_ids]
-        precisions.append(context_precision([h.doc_id.replace(":", "/", 1) for h in prompt.used], rel))
+        precisions.append(context_precision([original.get(h.doc_id, h.doc_id) for h in prompt.used], rel))
     echo(f"answers on {n} questions: answer support {sum(supports) / n:.3f}, context precision "
          f"{sum(precisions) / n:.3f}")  # fmt: skip
     if server is not None:
