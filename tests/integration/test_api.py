@@ -313,3 +313,24 @@ def test_openapi_fuzz_finds_no_server_error(api: dict[str, Any]) -> None:
         fuzzer(operation)()
     assert failures == []
     assert {"POST /v1/search", "POST /v1/answer", "GET /v1/documents/{doc_id}"} <= set(tried), tried
+
+
+def test_ask_cli_streams_an_answer_with_sources(api: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    v = upsert_row(
+        api["dsn"], TENANT, "ask-cli", "Bread", "Sourdough bread rises because wild yeast ferments the dough."
+    )
+    httpx.post(f"{api['url']}/v1/search", json={"query": "x", "freshness": {"doc_id": "ask-cli", "min_version": v,
+               "timeout_s": 60}}, headers={"X-API-Key": "key-a"}, timeout=120).raise_for_status()  # fmt: skip
+    cmd = [sys.executable, "-m", "streamrag", "ask", "Why does sourdough bread rise?", "--url", api["url"],
+           "--api-key", "key-a", "-k", "2"]  # fmt: skip
+    streamed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert streamed.returncode == 0, streamed.stderr
+    assert "ask-cli" in streamed.stdout  # the citation line
+    whole = subprocess.run([*cmd, "--no-stream", "--json"], capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout)["citations"][0]["doc_id"] == "ask-cli"
+    bad = subprocess.run([*cmd[:-4], "--api-key", "wrong"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "401" in bad.stderr and "Traceback" not in bad.stderr
