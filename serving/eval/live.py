@@ -112,20 +112,29 @@ def _answer_metrics(corpus: Any, retriever: Retriever, n: int, original: dict[st
 
     settings = ApiSettings()
     server = None if settings.tgi_url else start_llm(settings.llm_port)
-    generator = Generator(settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}")
     tok = retriever.encoder.tokenizer
-    supports, precisions = [], []
-    for q in corpus.queries[:n]:
-        hits = retriever.search(q.text, TENANT, 4).hits
-        prompt = build_prompt(
-            q.text, hits, lambda t: len(tok(t, add_special_tokens=False)["input_ids"]), 1200
-        )
-        answer = asyncio.run(generator.complete(prompt.messages, 96))
-        contexts = [h.parent_text for h in prompt.used]
-        supports.append(answer_support(answer, contexts).score)
-        rel = [d for d in q.relevant_doc_ids]
-        precisions.append(context_precision([original.get(h.doc_id, h.doc_id) for h in prompt.used], rel))
-    echo(f"answers on {n} questions: answer support {sum(supports) / n:.3f}, context precision "
-         f"{sum(precisions) / n:.3f}")  # fmt: skip
-    if server is not None:
-        server.should_exit = True
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    async def answer_all() -> tuple[list[float], list[float]]:
+        # One event loop for all answers: the async client's connections belong to it.
+        generator = Generator(settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}")
+        supports, precisions = [], []
+        for q in corpus.queries[:n]:
+            hits = retriever.search(q.text, TENANT, 4).hits
+            prompt = build_prompt(q.text, hits, count, 1200)
+            answer = await generator.complete(prompt.messages, 96)
+            supports.append(answer_support(answer, [h.parent_text for h in prompt.used]).score)
+            used = [original.get(h.doc_id, h.doc_id) for h in prompt.used]
+            precisions.append(context_precision(used, q.relevant_doc_ids))
+        return supports, precisions
+
+    try:
+        supports, precisions = asyncio.run(answer_all())
+    finally:
+        if server is not None:
+            server.should_exit = True
+    echo(
+        f"answers on {n} questions: answer support {sum(supports) / n:.3f}, context precision {sum(precisions) / n:.3f}"
+    )
