@@ -29,7 +29,8 @@ class ApiSettings(CommonSettings):
         default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only)."
     )
     fusion: Literal["rrf", "weighted"] = Field(
-        default="weighted", description="Weighted min-max fusion: MRR 0.782 vs 0.739 for RRF (bench/RESULTS.md)."
+        default="weighted",
+        description="Weighted min-max fusion: MRR 0.782 vs 0.739 for RRF (bench/RESULTS.md).",
     )
     rerank: bool = Field(
         default=False, description="Rerank by default (kept off unless the eval shows it helps)."

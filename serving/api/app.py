@@ -77,8 +77,7 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
         finally:
             if monitor is not None:
                 monitor.stop()
-            if st.queries is not None:
-                st.queries.close()
+            st.close()
 
     app = FastAPI(
         title="streamrag",

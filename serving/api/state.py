@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,8 @@ class ApiState:
     metrics: ApiMetrics
     queries: QueryLog | None
     extras: dict[str, Any] = field(default_factory=dict)
+    _offsets: Any = field(default=None, repr=False)
+    _offsets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def physical_collection(self) -> str:
         """The collection the alias points at now (re-read: a re-index may have switched it)."""
@@ -113,18 +116,24 @@ class ApiState:
         }
 
     def committed_offset(self, topic: str, partition: int) -> int:
-        consumer = Consumer(
-            {
-                **self.settings.kafka.librdkafka(),
-                "group.id": self.settings.pipeline_group,
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=5)
+        """The pipeline group's committed offset (one reused consumer: this runs every 100 ms while
+        a read-your-writes request waits; the lock because a consumer is not safe across threads)."""
+        with self._offsets_lock:
+            if self._offsets is None:
+                self._offsets = Consumer(
+                    {**self.settings.kafka.librdkafka(), "group.id": self.settings.pipeline_group,
+                     "enable.auto.commit": False}
+                )  # fmt: skip
+            (tp,) = self._offsets.committed([TopicPartition(topic, partition)], timeout=5)
             return int(tp.offset)
-        finally:
-            consumer.close()
+
+    def close(self) -> None:
+        if self.queries is not None:
+            self.queries.close()
+        with self._offsets_lock:
+            if self._offsets is not None:
+                self._offsets.close()
+                self._offsets = None
 
     async def wait_fresh(
         self,

@@ -12,8 +12,8 @@ import pytest
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
-from streamrag.contracts import DocumentEvent, Op, utcnow
 from streams.embed import Embedder, default_model_path
+from tests.utils.builders import corpus_events
 from tests.utils.pipeline import pipeline_settings, start_harness
 from training.aliases import AliasSwitcher
 from training.promotion import PromotionWatcher
@@ -33,9 +33,7 @@ def test_a_promotion_event_reindexes_and_switches(
     harness = start_harness(live, Embedder())
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
-            pub.publish_many([DocumentEvent(tenant=tenant, doc_id=d.doc_id.replace("/", ":"), version=1,
-                                            op=Op.UPSERT, title=d.title, body=d.body, source_ts=utcnow())
-                              for d in documents])  # fmt: skip
+            pub.publish_many(corpus_events(documents, tenant))
         harness.wait(timeout_s=300)
     finally:
         harness.stop()

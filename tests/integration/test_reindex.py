@@ -22,9 +22,10 @@ from qdrant_client import models as qm
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
-from streamrag.contracts import DocumentEvent, Groups, Op, utcnow
+from streamrag.contracts import Groups
 from streamrag.contracts import IndexSchema as S
 from streams.embed import Embedder, default_model_path
+from tests.utils.builders import corpus_events
 from tests.utils.pipeline import pipeline_settings, start_harness
 from training.aliases import AliasSwitcher
 from training.registry import ModelRegistry
@@ -83,20 +84,7 @@ def test_shadow_reindex_switches_atomically_under_queries_and_rolls_back(
     harness = start_harness(live_settings, base_embedder)
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
-            pub.publish_many(
-                [
-                    DocumentEvent(
-                        tenant=tenant,
-                        doc_id=d.doc_id.replace("/", ":"),
-                        version=1,
-                        op=Op.UPSERT,
-                        title=d.title,
-                        body=d.body,
-                        source_ts=utcnow(),
-                    )
-                    for d in documents
-                ]
-            )
+            pub.publish_many(corpus_events(documents, tenant))
         harness.wait(timeout_s=400)
     finally:
         harness.stop()

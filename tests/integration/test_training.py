@@ -21,7 +21,8 @@ from confluent_kafka import Consumer, TopicPartition
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
-from streamrag.contracts import DocumentEvent, DriftEvent, ModelEvent, Op, utcnow
+from streamrag.contracts import DriftEvent, ModelEvent, utcnow
+from tests.utils.builders import corpus_events
 from tests.utils.kafka import end_offsets, read_from
 from tests.utils.pipeline import pipeline_settings, start_harness
 from training.dataset import resolve_alias, scroll_chunks, take_snapshot
@@ -42,22 +43,6 @@ def embedder() -> Any:
     return Embedder(threads=2)
 
 
-def corpus_events(tenant: str, max_docs: int) -> list[DocumentEvent]:
-    return [
-        DocumentEvent(
-            tenant=tenant,
-            doc_id=d.doc_id.replace("/", ":"),
-            version=1,
-            op=Op.UPSERT,
-            title=d.title,
-            body=d.body,
-            source_ts=utcnow(),
-            metadata={"source": d.source},
-        )
-        for d in build_corpus(max_docs=max_docs).documents
-    ]
-
-
 @pytest.mark.timeout(1200)  # indexing 80 documents and a fine-tuning run on a shared 2-core CPU
 def test_a_drift_event_trains_and_registers_a_version_with_lineage(
     stack: Any,
@@ -75,7 +60,7 @@ def test_a_drift_event_trains_and_registers_a_version_with_lineage(
     harness = start_harness(pipeline_settings([docs], pipe_group, tmp_path / "q", ALIAS, dlq, None), embedder)
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
-            pub.publish_many(corpus_events(tenant, 80))
+            pub.publish_many(corpus_events(build_corpus(max_docs=80).documents, tenant))
         harness.wait(timeout_s=540)
     finally:
         harness.stop()

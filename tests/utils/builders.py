@@ -68,3 +68,12 @@ def debezium_envelope(
 def debezium_key(doc_id: str = "d1", tenant: str = "t1", schema: bool = True) -> bytes:
     payload = {"tenant": tenant, "id": doc_id}
     return json.dumps({"schema": {"type": "struct"}, "payload": payload} if schema else payload).encode()
+
+
+def corpus_events(documents: Any, tenant: str, version: int = 1) -> list[DocumentEvent]:
+    """Upserts of evaluation-corpus documents (``EvalDocument``); their ids' '/' become ':'."""
+    return [
+        DocumentEvent(tenant=tenant, doc_id=d.doc_id.replace("/", ":"), version=version, op=Op.UPSERT,
+                      title=d.title, body=d.body, metadata={"source": d.source}, source_ts=utcnow())
+        for d in documents
+    ]  # fmt: skip
