@@ -1,11 +1,13 @@
 """Query benchmark: /v1/search latency under concurrent clients vs its stages timed alone, same run.
 
 Indexes a real corpus (Debian FAQ + man pages) through the real pipeline into a fresh embedded
-Qdrant, serves the API in-process, then measures:
+Qdrant, then measures:
 
 * each stage alone over the corpus's own questions: query embedding (dense + sparse), Qdrant
   search (dense + sparse candidates), fusion and dedup;
-* ``POST /v1/search`` p50/p99 with ``--clients`` concurrent HTTP clients;
+* ``POST /v1/search`` p50/p99 with ``--clients`` concurrent HTTP clients, against ``streamrag
+  serve`` running as its own process (as deployed; clients in the same process as the server
+  would take its CPU and GIL), started once the stages are timed (embedded Qdrant is one process);
 * ratio = p50(/v1/search) / sum of the stages' p50 (goal <= 1.2);
 * ``POST /v1/answer`` time to first token and tokens/s with the embedded local model.
 
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,15 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 
-from bench.ingest import make_events, new_topic, progress
+from bench.ingest import Progress, make_events, new_topic
 from producers.publisher import Publisher
-from serving.api.app import build_state, create_app
+from serving.api.app import build_state
 from serving.eval.corpus import build_corpus
 from serving.retrieval.search import dedupe_latest, fuse
 from serving.settings import ApiSettings
 from streamrag.config import QdrantSettings
 from streamrag.contracts import IndexSchema as S
-from streamrag.embedded import serve_in_thread, start_llm
+from streamrag.embedded import start_llm
 from streams.embed import Embedder
 from streams.runner import start_in_thread
 from streams.settings import PipelineSettings
@@ -83,11 +86,9 @@ def main() -> int:
         qdrant_client=client,
         embedder=embedder,
     )
-    while (
-        progress(base.kafka.librdkafka(), group, topic)[0]
-        < progress(base.kafka.librdkafka(), group, topic)[1]
-    ):
-        time.sleep(0.2)
+    progress = Progress(base.kafka.librdkafka(), group, topic)
+    progress.wait(0.2)
+    progress.close()
     running.stop()
     points = client.count(S.collection_for("bench", base.embedding_model_version)).count
     print(f"indexed {len(corpus.documents)} documents, {points} chunks")
@@ -97,15 +98,19 @@ def main() -> int:
     settings = ApiSettings(
         qdrant=qdrant, port=api_port, llm_port=llm_port, queries_topic=None, max_new_tokens=64
     )
+    if settings.query_torch_threads:  # what `streamrag serve --no-pipeline` sets: stages alone use it too
+        import torch
+
+        torch.set_num_threads(settings.query_torch_threads)
+    print(f"query embedding: {__import__('torch').get_num_threads()} torch thread(s) (query_torch_threads)")
     state = build_state(settings, client=client)
-    api = serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
-    url = f"http://127.0.0.1:{api_port}"
     headers = {"X-API-Key": "dev-key"}
     questions = [q.text for q in corpus.queries][: args.queries]
 
     # Stages alone.
     enc, ret = state.encoder, state.retriever
     stage: dict[str, list[float]] = {"embed": [], "search": [], "fuse": []}
+    public: list[float] = []
     for q in questions:
         t0 = time.perf_counter()
         dense = enc.dense(q)
@@ -116,22 +121,10 @@ def main() -> int:
         from serving.retrieval.search import _hit, tenant_filter  # the same code path as the API
 
         flt = tenant_filter("default")
-        d = client.query_points(
-            ret.collection,
-            query=dense,
-            using=S.DENSE,
-            query_filter=flt,
-            limit=ret.candidates,
-            with_payload=True,
-        ).points
-        sp = client.query_points(
-            ret.collection,
-            query=qm.SparseVector(indices=idx, values=vals),
-            using=S.SPARSE,
-            query_filter=flt,
-            limit=ret.candidates,
-            with_payload=True,
-        ).points
+        d = ret.nearest(ret.collection, dense, S.DENSE, flt, ret.candidates)
+        sp = ret.nearest(
+            ret.collection, qm.SparseVector(indices=idx, values=vals), S.SPARSE, flt, ret.candidates
+        )
         t2 = time.perf_counter()
         pay = {str(p.id): p.payload for p in [*d, *sp]}
         fused = fuse([[(str(p.id), p.score) for p in d], [(str(p.id), p.score) for p in sp]], [0.5, 0.5])
@@ -140,7 +133,70 @@ def main() -> int:
         stage["embed"].append(t1 - t0)
         stage["search"].append(t2 - t1)
         stage["fuse"].append(t3 - t2)
+        # the same two searches through qdrant-client's public local-mode API, for comparison
+        t4 = time.perf_counter()
+        client.query_points(
+            ret.collection,
+            query=dense,
+            using=S.DENSE,
+            query_filter=flt,
+            limit=ret.candidates,
+            with_payload=True,
+        )
+        client.query_points(
+            ret.collection,
+            query=qm.SparseVector(indices=idx, values=vals),
+            using=S.SPARSE,
+            query_filter=flt,
+            limit=ret.candidates,
+            with_payload=True,
+        )
+        public.append(time.perf_counter() - t4)
     stage_sum = sum(pct(v, 50) for v in stage.values())
+    print(f"(search through qdrant-client's public local-mode API: p50 {pct(public, 50) * 1000:.2f} ms)")
+
+    # The API as its own process on the same store (embedded Qdrant: release it here first).
+    state.close()
+    client.close()
+    env = {
+        **os.environ,
+        "STREAMRAG_QDRANT__PATH": str(qdrant.path),
+        "STREAMRAG_QDRANT__COLLECTION": qdrant.collection,
+        "STREAMRAG_LLM_PORT": str(llm_port),
+        "STREAMRAG_QUERIES_TOPIC": "",
+        "STREAMRAG_MAX_NEW_TOKENS": "64",
+        "STREAMRAG_LOG_LEVEL": "WARNING",
+    }
+    if settings.query_torch_threads:
+        env["STREAMRAG_QUERY_TORCH_THREADS"] = str(settings.query_torch_threads)
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from streamrag.cli import main; main()",
+            "serve",
+            "--no-pipeline",
+            "--no-llm",
+            "--port",
+            str(api_port),
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if api.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the API did not start (exit code {api.poll()})")
+        time.sleep(0.5)
+    for q in questions[:5]:  # warm-up
+        httpx.post(
+            f"{url}/v1/search", json={"query": q, "k": 5}, headers=headers, timeout=60
+        ).raise_for_status()
     for name, v in stage.items():
         print(f"stage {name:<6} alone: p50 {pct(v, 50) * 1000:7.2f} ms  p99 {pct(v, 99) * 1000:7.2f} ms")
 
@@ -195,7 +251,8 @@ def main() -> int:
         print(
             f"/v1/answer: time to first token p50 {pct(ttft, 50):.2f} s, {pct(tps, 50):.1f} tokens/s (local model)"
         )
-    api.should_exit = True
+    api.terminate()
+    api.wait(30)
     llm.should_exit = True
     if args.record:
         res = {

@@ -73,12 +73,21 @@ def serve(
         embedded.pipeline = start_pipeline(client)
     if with_training:
         start_training(embedded, client)
+    if not run_pipeline and settings.query_torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.query_torch_threads)  # process-wide: not with the pipeline here
     state = build_state(settings, client=client)
     click.echo(
         f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)"
     )
     try:
-        uvicorn.run(create_app(settings, state), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            create_app(settings, state),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+        )
     finally:
         embedded.stop()
 

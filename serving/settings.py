@@ -22,6 +22,13 @@ class ApiSettings(CommonSettings):
     # Retrieval
     embedding_model_path: Path | None = None
     embedding_model_version: str = "minilm-l6-v2"
+    query_torch_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="torch intra-op threads for query embedding when the API runs without the pipeline in "
+        "its process. 1 serves concurrent requests best: each request embeds on its own core instead of "
+        "all of them fighting over every core (bench/query.py). None leaves torch's default (all cores).",
+    )
     default_k: int = 5
     max_k: int = 50
     candidates: int = Field(default=40, description="Per-retriever candidates before fusion.")

@@ -77,6 +77,8 @@ class QdrantSettings(BaseModel):
         """
         from qdrant_client import QdrantClient
 
+        from streamrag.embedded_qdrant import EmbeddedClient
+
         if self.url:
             key = self.api_key.get_secret_value() if self.api_key else None
             return QdrantClient(url=self.url, api_key=key, timeout=30)
@@ -89,28 +91,9 @@ class QdrantSettings(BaseModel):
                     "ignore", message="Payload indexes have no effect in the local Qdrant"
                 )
                 Path(path).mkdir(parents=True, exist_ok=True)
-                client = _Serialised(QdrantClient(path=path, force_disable_check_same_thread=True))
+                client = EmbeddedClient(QdrantClient(path=path, force_disable_check_same_thread=True))
                 _LOCAL_CLIENTS[path] = client
             return client
-
-
-class _Serialised:
-    """Proxy that serialises every method call of the wrapped object with one re-entrant lock."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._lock = threading.RLock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return locked
 
 
 _LOCAL_CLIENTS: dict[str, Any] = {}

@@ -120,23 +120,31 @@ class IndexStore:
         out: dict[str, list[Registered]] = {}
         if not keys:
             return out
+        fields = [S.DOC_KEY, "order", S.VERSION, "op", "chunk_count", S.INDEXED_TS]
+        for _, pl in self._scan(self.registry, keys, fields):
+            entry = Registered(pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS])
+            out.setdefault(pl[S.DOC_KEY], []).append(entry)
+        return out
+
+    def _scan(self, collection: str, keys: list[str], fields: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, payload fields)`` of every point of ``collection`` whose doc key is in ``keys``.
+
+        A filtered scroll (the server answers it from the doc-key payload index); embedded Qdrant
+        scans its in-memory payloads with :meth:`EmbeddedClient.keyword_scan` instead of evaluating
+        the filter point by point.
+        """
+        fast = getattr(self.client, "keyword_scan", None)
+        if fast is not None:
+            return list(fast(collection, S.DOC_KEY, keys, fields))
         flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
+        out: list[tuple[str, dict[str, Any]]] = []
         offset = None
         while True:
             points, offset = self.client.scroll(
-                self.registry,
-                scroll_filter=flt,
-                limit=1024,
-                offset=offset,
-                with_payload=True,
-                with_vectors=False,
-            )
-            for p in points:
-                pl = p.payload or {}
-                entry = Registered(
-                    pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS]
-                )
-                out.setdefault(pl[S.DOC_KEY], []).append(entry)
+                collection, scroll_filter=flt, limit=4096, offset=offset,
+                with_payload=fields, with_vectors=False,
+            )  # fmt: skip
+            out.extend((str(p.id), p.payload or {}) for p in points)
             if offset is None:
                 return out
 
@@ -146,17 +154,10 @@ class IndexStore:
         Finding stale chunks by scanning (not by computing ids from registry entries) also removes
         chunks a crashed writer left without a registry entry.
         """
-        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
-        out: list[tuple[str, str, int]] = []
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, scroll_filter=flt, limit=4096, offset=offset,
-                with_payload=[S.DOC_KEY, S.VERSION], with_vectors=False,
-            )  # fmt: skip
-            out.extend((str(p.id), p.payload[S.DOC_KEY], p.payload[S.VERSION]) for p in points if p.payload)
-            if offset is None:
-                return out
+        return [
+            (pid, pl[S.DOC_KEY], pl[S.VERSION])
+            for pid, pl in self._scan(self.collection, keys, [S.DOC_KEY, S.VERSION])
+        ]
 
     # --- writing ---------------------------------------------------------------------------------
 

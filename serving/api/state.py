@@ -102,11 +102,17 @@ class ApiState:
         registry = self.physical_collection() + S.REGISTRY_SUFFIX
         if not self.client.collection_exists(registry):
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
-        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key))])
-        points, _ = self.client.scroll(registry, scroll_filter=flt, limit=64, with_payload=True)
-        if not points:
+        fields = ["order", "op", S.VERSION, "chunk_count", S.INDEXED_TS]
+        scan = getattr(self.client, "keyword_scan", None)  # embedded Qdrant: no per-point filter loop
+        if scan is not None:
+            payloads = [pl for _, pl in scan(registry, S.DOC_KEY, [key], fields)]
+        else:
+            flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key))])
+            points, _ = self.client.scroll(registry, scroll_filter=flt, limit=64, with_payload=fields)
+            payloads = [p.payload or {} for p in points]
+        if not payloads:
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
-        top = max((p.payload or {} for p in points), key=lambda pl: pl["order"])
+        top = max(payloads, key=lambda pl: pl["order"])
         deleted = top["op"] == "delete"
         return {
             "indexed_version": top[S.VERSION],

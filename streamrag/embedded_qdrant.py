@@ -1,0 +1,374 @@
+"""Embedded Qdrant (qdrant-client local mode), made safe to share and fast enough to serve from.
+
+Local mode keeps each collection in memory (numpy arrays and Python lists) and persists every
+point to sqlite. It is the embedded default; a Qdrant server is the production store. Three of
+its limits are handled here, behind the client's own interface:
+
+* **Threads**: it is not thread-safe and allows one process per folder, so a process shares one
+  :class:`EmbeddedClient` per folder and every call runs under one lock.
+* **Commits**: it commits (and fsyncs) each point on its own. Here the points of one client call
+  are committed in one transaction when the call returns: the same guarantee once
+  ``upsert(..., wait=True)`` has returned, one fsync a call instead of one a point, and a call
+  that dies midway leaves none of its points on disk rather than some.
+* **Scans**: payload filters and sparse dot products are evaluated point by point in Python
+  (microseconds a point, every query). :meth:`EmbeddedClient.keyword_scan` and
+  :meth:`EmbeddedClient.fast_query` read the same in-memory arrays with numpy, so a query costs
+  milliseconds, not a Python loop over the collection.
+
+The fast paths read local mode's internals (qdrant-client 1.20, pinned in the constraints);
+``tests/test_embedded_qdrant.py`` checks each against the public API on the same data, and when
+an internal is missing the client falls back to the public API with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import operator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("streamrag.qdrant")
+
+#: Client methods that write points: their sqlite writes are committed once, when the call returns.
+_WRITES = frozenset(
+    {
+        "upsert",
+        "delete",
+        "set_payload",
+        "overwrite_payload",
+        "delete_payload",
+        "clear_payload",
+        "update_vectors",
+        "delete_vectors",
+        "batch_update_points",
+        "upload_points",
+        "upload_collection",
+    }
+)
+
+
+class EmbeddedClient:
+    """A ``QdrantClient(path=...)`` whose calls are serialised by one re-entrant lock.
+
+    Attribute access is forwarded, so it is used exactly like the client it wraps.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.RLock()
+        self._sparse: dict[tuple[int, str], _SparsePostings] = {}
+        self._fast = _supported(inner)
+        if not self._fast:
+            log.warning("qdrant-client internals changed: embedded fast paths are off (public API used)")
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        batched = name in _WRITES
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                if batched and self._fast:
+                    with self._one_transaction(kwargs.get("collection_name", args[0] if args else None)):
+                        return attr(*args, **kwargs)
+                return attr(*args, **kwargs)
+
+        return locked
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        """The wrapped ``QdrantLocal`` with the lock held (nothing else reads or writes meanwhile)."""
+        with self._lock:
+            yield self._inner._client
+
+    # --- commits ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _one_transaction(self, collection: Any) -> Iterator[None]:
+        storage = None
+        if isinstance(collection, str):
+            with contextlib.suppress(Exception):
+                storage = self._inner._client._get_collection(collection).storage
+        if storage is None:
+            yield
+            return
+        conn = storage.storage
+        storage.storage = _DeferredCommit(conn)
+        try:
+            yield
+        finally:
+            storage.storage = conn
+            # Commit even when the call failed midway: local mode applies each point in memory
+            # right after persisting it, so what was persisted is what memory holds.
+            conn.commit()
+
+    # --- fast paths -------------------------------------------------------------------------------
+
+    def keyword_scan(
+        self, collection: str, key: str, values: Sequence[str], fields: Sequence[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, {field: value})`` of every live point whose top-level ``key`` is in ``values``.
+
+        Equals ``scroll(scroll_filter=key MatchAny values, with_payload=fields)`` in some order.
+        """
+        if not self._fast:
+            return _scroll_scan(self._inner, collection, key, list(values), list(fields))
+        wanted = _member(set(values))
+        with self.exclusive() as local:
+            coll = local._get_collection(collection)
+            deleted = coll.deleted.tolist()
+            ids = coll.ids_inv
+            return [
+                (str(ids[i]), {f: pl.get(f) for f in fields})
+                for i, pl in enumerate(coll.payload)
+                if not deleted[i] and _matches(pl.get(key), wanted)
+            ]
+
+    def fast_query(self, collection: str, query: Any, using: str, query_filter: Any, limit: int) -> list[Any]:
+        """``query_points(...).points`` (with payloads) for a dense or a sparse nearest search.
+
+        Same scores and order as local mode's own search (cosine for dense, IDF-weighted dot
+        product over the overlapping terms for sparse), computed with numpy.
+        """
+        from qdrant_client import models as qm
+
+        if not self._fast:
+            return list(
+                self._inner.query_points(
+                    collection,
+                    query=query,
+                    using=using,
+                    query_filter=query_filter,
+                    limit=limit,
+                    with_payload=True,
+                ).points
+            )
+        with self.exclusive() as local:
+            coll = local._get_collection(collection)
+            n = len(coll.payload)
+            # local mode grows these flags with np.append(.., 0): int arrays, so cast before negating
+            mask = ~coll.deleted[:n].astype(bool) & ~coll.deleted_per_vector[using][:n].astype(bool)
+            if isinstance(query, qm.SparseVector):
+                scores, overlap = self._sparse_scores(coll, using, query, mask)
+                mask = mask & overlap
+            else:
+                vectors = coll.vectors[using][:n]
+                q = np.asarray(query, dtype=np.float32)
+                norm = float(np.linalg.norm(q))
+                scores = vectors @ (q / norm if norm > 1e-8 else q)
+            if query_filter is not None and mask.any():
+                mask = mask & _filter_mask(coll, query_filter, mask)
+            candidates = np.flatnonzero(mask)
+            if limit <= 0:
+                return []
+            if len(candidates) > limit:
+                top = np.argpartition(-scores[candidates], limit - 1)[:limit]
+                candidates = candidates[top]
+            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+            return [
+                qm.ScoredPoint(
+                    id=coll.ids_inv[i],
+                    version=0,
+                    score=float(scores[i]),
+                    payload=copy.deepcopy(coll.payload[i]),
+                )
+                for i in order.tolist()
+            ]
+
+    def _sparse_scores(
+        self, coll: Any, name: str, query: Any, mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(mask)
+        postings = self._sparse.get((id(coll), name))
+        if postings is None:
+            postings = self._sparse[(id(coll), name)] = _SparsePostings()
+        postings.sync(coll.sparse_vectors[name][:n])
+        q_idx = np.asarray(query.indices, dtype=np.int64)
+        if len(np.unique(q_idx)) != len(q_idx) or len(query.values) != len(q_idx):
+            raise ValueError("sparse query: indices must be unique and as many as values")
+        q_val = np.asarray(query.values, dtype=np.float64)
+        if _uses_idf(coll, name):
+            df_store = coll.sparse_vectors_idf.get(name) or {}
+            docs = int(np.count_nonzero(mask))
+            df = np.asarray([df_store.get(int(i), 0) for i in q_idx], dtype=np.float64)
+            q_val = q_val * np.log((docs - df + 0.5) / (df + 0.5) + 1.0)
+        order = np.argsort(q_idx)
+        q_idx, q_val = q_idx[order], q_val[order]
+        terms, vals, rows = postings.terms, postings.values, postings.rows
+        hit = np.isin(terms, q_idx)
+        rows_hit = rows[hit]
+        weights = vals[hit] * q_val[np.searchsorted(q_idx, terms[hit])]
+        scores = np.bincount(rows_hit, weights=weights, minlength=n)[:n].astype(np.float32)
+        overlap = np.bincount(rows_hit, minlength=n)[:n] > 0
+        return scores, overlap
+
+
+class _DeferredCommit:
+    """Stands in for local mode's sqlite connection: ``with conn:`` no longer commits."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> Any:
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # neither commit nor roll back here: see EmbeddedClient._one_transaction
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _SparsePostings:
+    """Flat ``(term, value, row)`` arrays of a collection's sparse vectors, kept in step with it.
+
+    Points are appended to local mode's lists and changed in place; a change in place (an upsert of
+    an existing id) rebuilds the arrays, appended rows are added incrementally. Deleted rows stay
+    and are masked at query time, like local mode does.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.terms = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros(0, dtype=np.float64)
+        self.rows = np.zeros(0, dtype=np.int64)
+
+    def sync(self, vectors: list[Any]) -> None:
+        known = len(self.seen)
+        if known > len(vectors) or not all(map(operator.is_, self.seen, vectors[:known])):
+            self.__init__()  # type: ignore[misc]
+            known = 0
+        if known == len(vectors):
+            return
+        new = vectors[known:]
+        lengths = [len(v.indices) for v in new]
+        terms = np.fromiter((i for v in new for i in v.indices), dtype=np.int64, count=sum(lengths))
+        values = np.fromiter((x for v in new for x in v.values), dtype=np.float64, count=sum(lengths))
+        rows = np.repeat(np.arange(known, len(vectors), dtype=np.int64), lengths)
+        self.terms = np.concatenate([self.terms, terms])
+        self.values = np.concatenate([self.values, values])
+        self.rows = np.concatenate([self.rows, rows])
+        self.seen.extend(new)
+
+
+def _uses_idf(coll: Any, name: str) -> bool:
+    from qdrant_client import models as qm
+
+    params = (coll.config.sparse_vectors or {}).get(name)
+    return params is not None and params.modifier == qm.Modifier.IDF
+
+
+def _filter_mask(coll: Any, flt: Any, live: np.ndarray) -> np.ndarray:
+    """Which points pass ``flt``: dictionary lookups for plain ``must`` match conditions, local
+    mode's own evaluator for everything else (and for any point whose value is not a scalar)."""
+    from qdrant_client import models as qm
+    from qdrant_client.local.payload_filters import calculate_payload_mask, check_filter
+
+    simple = (
+        not flt.should
+        and not flt.must_not
+        and flt.min_should is None
+        and isinstance(flt.must, list)
+        and all(
+            isinstance(c, qm.FieldCondition)
+            and isinstance(c.match, qm.MatchValue | qm.MatchAny)
+            and all(part.isidentifier() for part in c.key.split("."))
+            for c in flt.must
+        )
+    )
+    if not simple:
+        return np.asarray(
+            calculate_payload_mask(
+                payloads=coll.payload, payload_filter=flt, ids_inv=coll.ids_inv,
+                deleted_per_vector=coll.deleted_per_vector,
+            ),
+            dtype=bool,
+        )[: len(live)]  # fmt: skip
+    conds: list[tuple[list[str], Callable[[Any], bool]]] = []
+    for c in flt.must:
+        if isinstance(c.match, qm.MatchValue):
+            conds.append((c.key.split("."), _eq(c.match.value)))
+        else:
+            conds.append((c.key.split("."), _member(set(c.match.any))))
+    out = np.zeros(len(live), dtype=bool)
+    payloads = coll.payload
+    for i in np.flatnonzero(live).tolist():
+        pl = payloads[i]
+        verdict: bool | None = True
+        for path, test in conds:
+            value: Any = pl
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                verdict = False
+                break
+            if isinstance(value, list | dict):
+                verdict = None  # arrays and objects: local mode's own rules decide
+                break
+            if not test(value):
+                verdict = False
+                break
+        if verdict is None:
+            verdict = check_filter(flt, pl, coll.ids_inv[i], coll._calculate_has_vector(i))
+        out[i] = verdict
+    return out
+
+
+def _eq(expected: Any) -> Callable[[Any], bool]:
+    # Qdrant keeps JSON types apart where Python does not (True == 1 == 1.0): match the type too
+    return lambda v: type(v) is type(expected) and v == expected
+
+
+def _member(allowed: set[Any]) -> Callable[[Any], bool]:
+    typed = {(type(x), x) for x in allowed}
+    return lambda v: (type(v), v) in typed
+
+
+def _matches(value: Any, test: Callable[[Any], bool]) -> bool:
+    """A payload value matches when it, or for an array any of its scalar elements, passes."""
+    if isinstance(value, list):
+        return any(_matches(x, test) for x in value if not isinstance(x, list))
+    return value is not None and not isinstance(value, dict) and test(value)
+
+
+def _supported(inner: Any) -> bool:
+    """Whether the local-mode internals the fast paths read are where they are expected."""
+    try:
+        from qdrant_client.local.local_collection import LocalCollection
+        from qdrant_client.local.persistence import CollectionPersistence
+        from qdrant_client.local.qdrant_local import QdrantLocal
+    except ImportError:
+        return False
+    local = getattr(inner, "_client", None)
+    return (
+        isinstance(local, QdrantLocal)
+        and hasattr(local, "_get_collection")
+        and all(hasattr(CollectionPersistence, m) for m in ("persist", "delete"))
+        and all(
+            name in LocalCollection.__init__.__code__.co_names
+            for name in ("payload", "deleted", "deleted_per_vector", "ids_inv", "vectors", "sparse_vectors")
+        )
+    )
+
+
+def _scroll_scan(
+    client: Any, collection: str, key: str, values: list[str], fields: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    from qdrant_client import models as qm
+
+    flt = qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchAny(any=values))])
+    out: list[tuple[str, dict[str, Any]]] = []
+    offset = None
+    while True:
+        points, offset = client.scroll(
+            collection, scroll_filter=flt, limit=4096, offset=offset, with_payload=fields, with_vectors=False
+        )
+        out.extend((str(p.id), {f: (p.payload or {}).get(f) for f in fields}) for p in points)
+        if offset is None:
+            return out
