@@ -162,15 +162,17 @@ class EmbeddedClient:
                 q = np.asarray(query, dtype=np.float32)
                 norm = float(np.linalg.norm(q))
                 scores = vectors @ (q / norm if norm > 1e-8 else q)
-            if query_filter is not None and mask.any():
-                mask = mask & _filter_mask(coll, query_filter, mask)
-            candidates = np.flatnonzero(mask)
             if limit <= 0:
                 return []
-            if len(candidates) > limit:
-                top = np.argpartition(-scores[candidates], limit - 1)[:limit]
-                candidates = candidates[top]
-            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+            live = np.flatnonzero(mask)
+            if query_filter is None:
+                if len(live) > limit:
+                    live = live[np.argpartition(-scores[live], limit - 1)[:limit]]
+                order = live[np.argsort(-scores[live], kind="stable")]
+            else:
+                order = self._best_passing(
+                    coll, query_filter, live[np.argsort(-scores[live], kind="stable")], limit
+                )
             return [
                 qm.ScoredPoint(
                     id=coll.ids_inv[i],
@@ -180,6 +182,19 @@ class EmbeddedClient:
                 )
                 for i in order.tolist()
             ]
+
+    @staticmethod
+    def _best_passing(coll: Any, flt: Any, ranked: np.ndarray, limit: int) -> np.ndarray:
+        """The first ``limit`` of ``ranked`` rows that pass ``flt``, checked in growing blocks from
+        the best down: a filter most points pass is evaluated on about ``limit`` points, not all."""
+        test = _row_filter(coll, flt)
+        chosen: list[int] = []
+        start, step = 0, max(4 * limit, 64)
+        while start < len(ranked) and len(chosen) < limit:
+            block = ranked[start : start + step].tolist()
+            chosen.extend(i for i in block if test(i))
+            start, step = start + step, step * 2
+        return np.asarray(chosen[:limit], dtype=np.int64)
 
     def _sparse_scores(
         self, coll: Any, name: str, query: Any, mask: np.ndarray
@@ -264,11 +279,16 @@ def _uses_idf(coll: Any, name: str) -> bool:
     return params is not None and params.modifier == qm.Modifier.IDF
 
 
-def _filter_mask(coll: Any, flt: Any, live: np.ndarray) -> np.ndarray:
-    """Which points pass ``flt``: dictionary lookups for plain ``must`` match conditions, local
-    mode's own evaluator for everything else (and for any point whose value is not a scalar)."""
+def _row_filter(coll: Any, flt: Any) -> Callable[[int], bool]:
+    """Whether a row passes ``flt``: dictionary lookups for plain ``must`` match conditions, local
+    mode's own evaluator for everything else (and for any point whose value is an array or object)."""
     from qdrant_client import models as qm
-    from qdrant_client.local.payload_filters import calculate_payload_mask, check_filter
+    from qdrant_client.local.payload_filters import check_filter
+
+    payloads, ids = coll.payload, coll.ids_inv
+
+    def exact(i: int) -> bool:
+        return bool(check_filter(flt, payloads[i], ids[i], coll._calculate_has_vector(i)))
 
     simple = (
         not flt.should
@@ -283,41 +303,30 @@ def _filter_mask(coll: Any, flt: Any, live: np.ndarray) -> np.ndarray:
         )
     )
     if not simple:
-        return np.asarray(
-            calculate_payload_mask(
-                payloads=coll.payload, payload_filter=flt, ids_inv=coll.ids_inv,
-                deleted_per_vector=coll.deleted_per_vector,
-            ),
-            dtype=bool,
-        )[: len(live)]  # fmt: skip
-    conds: list[tuple[list[str], Callable[[Any], bool]]] = []
-    for c in flt.must:
-        if isinstance(c.match, qm.MatchValue):
-            conds.append((c.key.split("."), _eq(c.match.value)))
-        else:
-            conds.append((c.key.split("."), _member(set(c.match.any))))
-    out = np.zeros(len(live), dtype=bool)
-    payloads = coll.payload
-    for i in np.flatnonzero(live).tolist():
+        return exact
+    conds: list[tuple[list[str], Callable[[Any], bool]]] = [
+        (
+            c.key.split("."),
+            _eq(c.match.value) if isinstance(c.match, qm.MatchValue) else _member(set(c.match.any)),
+        )
+        for c in flt.must
+    ]
+
+    def fast(i: int) -> bool:
         pl = payloads[i]
-        verdict: bool | None = True
         for path, test in conds:
             value: Any = pl
             for part in path:
                 value = value.get(part) if isinstance(value, dict) else None
             if value is None:
-                verdict = False
-                break
+                return False
             if isinstance(value, list | dict):
-                verdict = None  # arrays and objects: local mode's own rules decide
-                break
+                return exact(i)  # arrays and objects: local mode's own rules decide
             if not test(value):
-                verdict = False
-                break
-        if verdict is None:
-            verdict = check_filter(flt, pl, coll.ids_inv[i], coll._calculate_has_vector(i))
-        out[i] = verdict
-    return out
+                return False
+        return True
+
+    return fast
 
 
 def _eq(expected: Any) -> Callable[[Any], bool]:
