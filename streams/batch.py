@@ -28,6 +28,8 @@ class ChunkVectors:
     text: str
     parent_index: int
     parent_text: str
+    token_ids: tuple[int, ...] | None = None
+    """The chunker's token ids of ``text`` when known (see :class:`streams.chunk.Chunk`)."""
     dense: tuple[float, ...] = ()
     sparse_indices: tuple[int, ...] = ()
     sparse_values: tuple[float, ...] = ()

@@ -53,7 +53,9 @@ class Chunk:
 
     ``text == document[start:end]`` and ``parent_text`` is the exact slice of the document that holds
     it; offsets are ``str`` indices (code points). ``token_count`` is the number of tokens of
-    ``text`` by the chunker's tokenizer, without special tokens.
+    ``text`` by the chunker's tokenizer, without special tokens. ``token_ids`` are those tokens
+    when they are known without tokenising ``text`` again (the window is whole words of a tokenizer
+    whose words tokenise independently), else None; when set they equal ``tokenizer(text)``'s ids.
     """
 
     index: int
@@ -63,6 +65,7 @@ class Chunk:
     token_count: int
     parent_index: int
     parent_text: str
+    token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class Chunker:
                         token_count=window.token_count,
                         parent_index=parent_index,
                         parent_text=parent_text,
+                        token_ids=tuple(tokens.ids[window.first : window.stop])
+                        if self._retokenises_exactly(tokens, window.first, window.stop)
+                        else None,
                     )
                 )
         return chunks
@@ -148,11 +154,15 @@ class Chunker:
             text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
         )
         offsets: list[tuple[int, int]] = encoding["offset_mapping"]
-        return _Tokens.build(text, offsets, encoding.word_ids())
+        return _Tokens.build(text, offsets, encoding.word_ids(), encoding["input_ids"])
+
+    def _retokenises_exactly(self, tokens: _Tokens, first: int, stop: int) -> bool:
+        """Whether the text of token range ``[first, stop)`` tokenises on its own to exactly those tokens."""
+        return bool(self._words_are_independent and tokens.is_word_start[first] and tokens.is_cut[stop])
 
     def _count(self, tokens: _Tokens, first: int, stop: int) -> int:
         """Tokens of the text of token range ``[first, stop)`` when tokenised on its own."""
-        if self._words_are_independent and tokens.is_word_start[first] and tokens.is_cut[stop]:
+        if self._retokenises_exactly(tokens, first, stop):
             # Words tokenise independently of their neighbours, and truncating a word after some of
             # its pieces keeps those pieces (WordPiece is greedy longest-prefix): the slice
             # re-tokenises to exactly these tokens.
@@ -269,13 +279,20 @@ class _Tokens:
     is_word_start: bytearray
     cuts: list[int]  # sorted indices where is_cut
     word_starts: list[int]  # sorted indices where is_word_start
+    ids: list[int]  # token ids
 
     @property
     def size(self) -> int:
         return len(self.starts)
 
     @classmethod
-    def build(cls, text: str, offsets: Sequence[tuple[int, int]], word_ids: Sequence[int | None]) -> _Tokens:
+    def build(
+        cls,
+        text: str,
+        offsets: Sequence[tuple[int, int]],
+        word_ids: Sequence[int | None],
+        ids: Sequence[int] = (),
+    ) -> _Tokens:
         starts = [start for start, _ in offsets]
         ends = [end for _, end in offsets]
         size = len(starts)
@@ -287,7 +304,7 @@ class _Tokens:
             is_word_start[i] = cut and (i in (0, size) or word_ids[i] != word_ids[i - 1])
         cuts = [i for i in range(size + 1) if is_cut[i]]
         word_starts = [i for i in range(size + 1) if is_word_start[i]]
-        return cls(text, starts, ends, is_cut, is_word_start, cuts, word_starts)
+        return cls(text, starts, ends, is_cut, is_word_start, cuts, word_starts, list(ids))
 
     def token_at_or_after(self, char: int) -> int:
         """Index of the first token starting at or after character ``char``."""

