@@ -27,6 +27,7 @@ import copy
 import logging
 import operator
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -61,7 +62,8 @@ class EmbeddedClient:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._lock = threading.RLock()
-        self._sparse: dict[tuple[int, str], _SparsePostings] = {}
+        # per collection object (gone with it when a collection is deleted), per sparse vector name
+        self._sparse: weakref.WeakKeyDictionary[Any, dict[str, _SparsePostings]] = weakref.WeakKeyDictionary()
         self._fast = _supported(inner)
         if not self._fast:
             log.warning("qdrant-client internals changed: embedded fast paths are off (public API used)")
@@ -200,9 +202,10 @@ class EmbeddedClient:
         self, coll: Any, name: str, query: Any, mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(mask)
-        postings = self._sparse.get((id(coll), name))
+        per_name = self._sparse.setdefault(coll, {})
+        postings = per_name.get(name)
         if postings is None:
-            postings = self._sparse[(id(coll), name)] = _SparsePostings()
+            postings = per_name[name] = _SparsePostings()
         postings.sync(coll.sparse_vectors[name][:n])
         q_idx = np.asarray(query.indices, dtype=np.int64)
         if len(np.unique(q_idx)) != len(q_idx) or len(query.values) != len(q_idx):

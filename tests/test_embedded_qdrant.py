@@ -724,3 +724,17 @@ def test_sparse_query_with_repeated_indices_is_rejected(client: EmbeddedClient) 
     client.upsert(COLL, points=[point(rng, new_id(rng)) for _ in range(3)], wait=True)
     with pytest.raises(ValueError, match="unique"):
         client.fast_query(COLL, qm.SparseVector(indices=[1, 1], values=[1.0, 1.0]), "sparse", None, 5)
+
+
+def test_a_recreated_collection_does_not_see_the_old_ones_sparse_cache(client: EmbeddedClient) -> None:
+    """The sparse postings are cached per collection object: deleting and re-creating a collection
+    of the same name starts from its own points, not the cache of the old ones."""
+    rng = np.random.default_rng(31)
+    query = qm.SparseVector(indices=list(range(0, 50, 3)), values=[1.0] * 17)
+    create_collection(client)
+    client.upsert(COLL, points=random_points(rng, 40), wait=True)
+    assert_sparse_same(client, query, None, (5, 100), "before")
+    client.delete_collection(COLL)
+    create_collection(client)
+    client.upsert(COLL, points=random_points(rng, 25), wait=True)
+    assert_sparse_same(client, query, None, (5, 100), "re-created")
