@@ -196,7 +196,15 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
         echo(f"   after UPDATE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
             conn.execute("DELETE FROM documents WHERE tenant = 'default' AND id = %s", (target,))
-        _wait_indexed(stack, echo)
+        # Read-your-writes for the delete: wait until the index holds it (the CDC event may not
+        # even be in Kafka yet, so waiting for the committed offsets to reach the log end races).
+        gone = {"doc_id": target, "min_version": new_version, "deleted": True, "timeout_s": 30}
+        httpx.post(
+            f"{base}/v1/search",
+            json={"query": "Updated by the demo", "k": 1, "freshness": gone},
+            headers=headers,
+            timeout=60,
+        ).raise_for_status()
         echo(f"   after DELETE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
         echo(f'demo done. Try: streamrag serve, then streamrag ask "{q}"; lag: streamrag lag')
         return 0

@@ -1,0 +1,34 @@
+"""`streamrag demo` (what `make demo` runs) end to end on the real stack, as a user runs it.
+
+It writes Debian FAQ rows to PostgreSQL, indexes their CDC events, answers a question with
+citations, then follows an UPDATE and a DELETE of a row. Its own embedded store (a temp folder),
+so it does not touch the checkout's data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def test_demo_answers_with_citations_and_follows_update_and_delete(stack: Any, tmp_path: Path) -> None:
+    env = {**os.environ, "STREAMRAG_QDRANT__PATH": str(tmp_path / "qdrant"), "STREAMRAG_LOG_LEVEL": "WARNING"}
+    out = subprocess.run(
+        [sys.executable, "-c", "from streamrag.cli import main; main()", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout
+    assert re.search(r"^\s+\[1\] debian-faq:\S+ v\d+ chunk \d+", text, re.M), text[-3000:]  # a citation
+    updated = re.search(r"after UPDATE: (.*)$", text, re.M)
+    deleted = re.search(r"after DELETE: (.*)$", text, re.M)
+    assert updated and deleted, text[-3000:]
+    assert "'deleted': False" in updated.group(1) and "'chunk_count': 1" in updated.group(1)
+    assert "'deleted': True" in deleted.group(1) and "'chunk_count': 0" in deleted.group(1)
