@@ -186,26 +186,24 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
             assert row is not None, "the demo row disappeared"
             new_version = row[0]
         state_url = f"{base}/v1/documents/{quote(target, safe='')}"
-        fresh = {"doc_id": target, "min_version": new_version, "timeout_s": 30}
-        httpx.post(
-            f"{base}/v1/search",
-            json={"query": "Updated by the demo", "k": 1, "freshness": fresh},
-            headers=headers,
-            timeout=60,
-        ).raise_for_status()
-        echo(f"   after UPDATE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
+
+        def show_once_indexed(label: str, deleted: bool) -> None:
+            # Read-your-writes: the API answers once the index holds this version (or its delete).
+            # Waiting for committed offsets to reach the log end would race Debezium: the change
+            # may not be in Kafka yet.
+            fresh = {"doc_id": target, "min_version": new_version, "deleted": deleted, "timeout_s": 30}
+            httpx.post(
+                f"{base}/v1/search",
+                json={"query": "Updated by the demo", "k": 1, "freshness": fresh},
+                headers=headers,
+                timeout=60,
+            ).raise_for_status()
+            echo(f"   after {label}: {httpx.get(state_url, headers=headers, timeout=30).json()}")
+
+        show_once_indexed("UPDATE", deleted=False)
         with psycopg.connect(stack.postgres.dsn(), autocommit=True) as conn:
             conn.execute("DELETE FROM documents WHERE tenant = 'default' AND id = %s", (target,))
-        # Read-your-writes for the delete: wait until the index holds it (the CDC event may not
-        # even be in Kafka yet, so waiting for the committed offsets to reach the log end races).
-        gone = {"doc_id": target, "min_version": new_version, "deleted": True, "timeout_s": 30}
-        httpx.post(
-            f"{base}/v1/search",
-            json={"query": "Updated by the demo", "k": 1, "freshness": gone},
-            headers=headers,
-            timeout=60,
-        ).raise_for_status()
-        echo(f"   after DELETE: {httpx.get(state_url, headers=headers, timeout=30).json()}")
+        show_once_indexed("DELETE", deleted=True)
         echo(f'demo done. Try: streamrag serve, then streamrag ask "{q}"; lag: streamrag lag')
         return 0
     finally:

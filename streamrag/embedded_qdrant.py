@@ -120,7 +120,7 @@ class EmbeddedClient:
         Equals ``scroll(scroll_filter=key MatchAny values, with_payload=fields)`` in some order.
         """
         if not self._fast:
-            return _scroll_scan(self._inner, collection, key, list(values), list(fields))
+            return _public_scan(self._inner, collection, key, values, fields)
         wanted = _member(set(values))
         with self.exclusive() as local:
             coll = local._get_collection(collection)
@@ -140,17 +140,10 @@ class EmbeddedClient:
         """
         from qdrant_client import models as qm
 
+        if limit <= 0:
+            return []
         if not self._fast:
-            return list(
-                self._inner.query_points(
-                    collection,
-                    query=query,
-                    using=using,
-                    query_filter=query_filter,
-                    limit=limit,
-                    with_payload=True,
-                ).points
-            )
+            return _public_nearest(self._inner, collection, query, using, query_filter, limit)
         with self.exclusive() as local:
             coll = local._get_collection(collection)
             n = len(coll.payload)
@@ -164,8 +157,6 @@ class EmbeddedClient:
                 q = np.asarray(query, dtype=np.float32)
                 norm = float(np.linalg.norm(q))
                 scores = vectors @ (q / norm if norm > 1e-8 else q)
-            if limit <= 0:
-                return []
             live = np.flatnonzero(mask)
             if query_filter is None:
                 if len(live) > limit:
@@ -252,6 +243,9 @@ class _SparsePostings:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.seen: list[Any] = []
         self.terms = np.zeros(0, dtype=np.int64)
         self.values = np.zeros(0, dtype=np.float64)
@@ -260,7 +254,7 @@ class _SparsePostings:
     def sync(self, vectors: list[Any]) -> None:
         known = len(self.seen)
         if known > len(vectors) or not all(map(operator.is_, self.seen, vectors[:known])):
-            self.__init__()  # type: ignore[misc]
+            self._reset()
             known = 0
         if known == len(vectors):
             return
@@ -369,18 +363,51 @@ def _supported(inner: Any) -> bool:
     )
 
 
-def _scroll_scan(
-    client: Any, collection: str, key: str, values: list[str], fields: list[str]
+def scan_by_key(
+    client: Any, collection: str, key: str, values: Sequence[str], fields: Sequence[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(id, {field: value})`` of every point whose ``key`` is one of ``values``, with any client:
+    embedded Qdrant's in-memory scan, else a filtered scroll (a server answers it from the payload
+    index)."""
+    if isinstance(client, EmbeddedClient):
+        return client.keyword_scan(collection, key, values, fields)
+    return _public_scan(client, collection, key, values, fields)
+
+
+def nearest(client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int) -> list[Any]:
+    """The ``limit`` nearest points with payloads, with any client: embedded Qdrant's numpy path,
+    else ``query_points``."""
+    if isinstance(client, EmbeddedClient):
+        return client.fast_query(collection, query, using, query_filter, limit)
+    return _public_nearest(client, collection, query, using, query_filter, limit)
+
+
+def _public_scan(
+    client: Any, collection: str, key: str, values: Sequence[str], fields: Sequence[str]
 ) -> list[tuple[str, dict[str, Any]]]:
     from qdrant_client import models as qm
 
-    flt = qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchAny(any=values))])
+    flt = qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchAny(any=list(values)))])
     out: list[tuple[str, dict[str, Any]]] = []
     offset = None
     while True:
         points, offset = client.scroll(
-            collection, scroll_filter=flt, limit=4096, offset=offset, with_payload=fields, with_vectors=False
+            collection,
+            scroll_filter=flt,
+            limit=4096,
+            offset=offset,
+            with_payload=list(fields),
+            with_vectors=False,
         )
         out.extend((str(p.id), {f: (p.payload or {}).get(f) for f in fields}) for p in points)
         if offset is None:
             return out
+
+
+def _public_nearest(
+    client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int
+) -> list[Any]:
+    response = client.query_points(
+        collection, query=query, using=using, query_filter=query_filter, limit=limit, with_payload=True
+    )
+    return list(response.points)

@@ -114,9 +114,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
-        missing = [i for i, ids in enumerate(token_ids) if ids is None]
-        tokenised = dict(zip(missing, self._ids([texts[i] for i in missing]), strict=True))
-        rows = [list(ids) if ids is not None else tokenised[i] for i, ids in enumerate(token_ids)]
+        rows = self.complete_ids(texts, token_ids)
         limit = self.max_tokens - 2
         if any(len(r) > limit for r in rows):
             # the chunker sizes windows to the model; never let the model cut a text silently
@@ -148,20 +146,26 @@ class Embedder:
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
         return out
 
-    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        ids: list[list[int]] = self.tokenizer(
-            list(texts), add_special_tokens=False, truncation=False, verbose=False
-        )["input_ids"]
-        return ids
+    def complete_ids(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[int]]:
+        """Each text's token ids (no special tokens): the known ones as given, the rest (None)
+        tokenised here in one (Rust-side, parallel) tokenizer call."""
+        known = token_ids if token_ids is not None else [None] * len(texts)
+        missing = [i for i, ids in enumerate(known) if ids is None]
+        tokenised: list[list[int]] = (
+            self.tokenizer(
+                [texts[i] for i in missing], add_special_tokens=False, truncation=False, verbose=False
+            )["input_ids"]
+            if missing
+            else []
+        )
+        fill = dict(zip(missing, tokenised, strict=True))
+        return [list(ids) if ids is not None else fill[i] for i, ids in enumerate(known)]
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the sparse vector's vocabulary)."""
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)[
-            "input_ids"
-        ]
-        return ids
+        return self.complete_ids([text])[0]
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
         return sparse_encode(self.token_ids(text))
@@ -171,9 +175,4 @@ class Embedder:
     ) -> list[tuple[list[int], list[float]]]:
         """:meth:`sparse` for many texts with one (Rust-side, parallel) tokenizer call; texts whose
         ``token_ids`` are given are not tokenised again."""
-        if not texts:
-            return []
-        known = token_ids if token_ids is not None else [None] * len(texts)
-        missing = [i for i, ids in enumerate(known) if ids is None]
-        tokenised = dict(zip(missing, self._ids([texts[i] for i in missing]), strict=True))
-        return [sparse_encode(list(ids) if ids is not None else tokenised[i]) for i, ids in enumerate(known)]
+        return [sparse_encode(ids) for ids in self.complete_ids(texts, token_ids)]

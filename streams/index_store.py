@@ -29,6 +29,7 @@ from qdrant_client import models as qm
 
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import Op, utcnow
+from streamrag.embedded_qdrant import scan_by_key
 from streams.batch import PreparedDoc
 
 #: Namespace of every streamrag point id (uuid5).
@@ -127,26 +128,8 @@ class IndexStore:
         return out
 
     def _scan(self, collection: str, keys: list[str], fields: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        """``(id, payload fields)`` of every point of ``collection`` whose doc key is in ``keys``.
-
-        A filtered scroll (the server answers it from the doc-key payload index); embedded Qdrant
-        scans its in-memory payloads with :meth:`EmbeddedClient.keyword_scan` instead of evaluating
-        the filter point by point.
-        """
-        fast = getattr(self.client, "keyword_scan", None)
-        if fast is not None:
-            return list(fast(collection, S.DOC_KEY, keys, fields))
-        flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchAny(any=keys))])
-        out: list[tuple[str, dict[str, Any]]] = []
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                collection, scroll_filter=flt, limit=4096, offset=offset,
-                with_payload=fields, with_vectors=False,
-            )  # fmt: skip
-            out.extend((str(p.id), p.payload or {}) for p in points)
-            if offset is None:
-                return out
+        """``(id, payload fields)`` of every point of ``collection`` whose doc key is in ``keys``."""
+        return scan_by_key(self.client, collection, S.DOC_KEY, keys, fields)
 
     def _points_of(self, keys: list[str]) -> list[tuple[str, str, int]]:
         """(point id, doc key, version) of every chunk of these documents: one pass, one set lookup a point.
@@ -232,10 +215,9 @@ class IndexStore:
         self.client.upsert(self.registry, points=entries, wait=True)  # 2
         keys = sorted({d.src.event.key for d in docs})
         registered = self.entries(keys)  # 3
+        top = {key: max(es, key=lambda e: e.order) for key, es in registered.items()}
         stale_chunks = [
-            pid
-            for pid, key, version in self._points_of(keys)
-            if key in registered and _stale(version, max(registered[key], key=lambda e: e.order))
+            pid for pid, key, version in self._points_of(keys) if key in top and _stale(version, top[key])
         ]
         if stale_chunks:
             self.client.delete(
@@ -245,7 +227,7 @@ class IndexStore:
             registry_point_id(key, e.order)
             for key, es in registered.items()
             for e in es
-            if e.order < max(x.order for x in es)
+            if e.order < top[key].order
         ]
         if old_entries:
             self.client.delete(

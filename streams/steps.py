@@ -82,6 +82,10 @@ def chunk(work: Work, chunker: Chunks) -> Work:
 
 
 class Encodes(Protocol):
+    def complete_ids(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[int]]: ...
+
     def encode_tokenised(
         self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]
     ):  # -> np.ndarray
@@ -97,8 +101,9 @@ def embed(work: Work, embedder: Encodes) -> Work:
     texts = [ch.text for doc in work.docs for ch in doc.chunks]
     if not texts:
         return work
-    # The chunker's token ids spare the model and the sparse encoding a tokenisation each.
-    ids = [ch.token_ids for doc in work.docs for ch in doc.chunks]
+    # The chunker's token ids spare the model and the sparse encoding a tokenisation each; the
+    # few chunks without them are tokenised once, here, for both.
+    ids = embedder.complete_ids(texts, [ch.token_ids for doc in work.docs for ch in doc.chunks])
     dense = embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion, not 384 float() calls
     sparse = embedder.sparse_batch(texts, ids)
     row = 0

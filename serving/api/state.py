@@ -11,13 +11,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from qdrant_client import models as qm
 
 from serving.generation.client import Generator
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import QueryRecord
+from streamrag.embedded_qdrant import scan_by_key
 
 log = logging.getLogger("streamrag.serving")
 
@@ -92,10 +92,7 @@ class ApiState:
 
     def physical_collection(self) -> str:
         """The collection the alias points at now (re-read: a re-index may have switched it)."""
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == self.settings.qdrant.collection:
-                return str(a.collection_name)
-        return self.settings.qdrant.collection
+        return self.retriever.physical_collection()
 
     def document_state(self, tenant: str, doc_id: str) -> dict[str, Any]:
         key = f"{tenant}/{doc_id}"
@@ -103,13 +100,7 @@ class ApiState:
         if not self.client.collection_exists(registry):
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
         fields = ["order", "op", S.VERSION, "chunk_count", S.INDEXED_TS]
-        scan = getattr(self.client, "keyword_scan", None)  # embedded Qdrant: no per-point filter loop
-        if scan is not None:
-            payloads = [pl for _, pl in scan(registry, S.DOC_KEY, [key], fields)]
-        else:
-            flt = qm.Filter(must=[qm.FieldCondition(key=S.DOC_KEY, match=qm.MatchValue(value=key))])
-            points, _ = self.client.scroll(registry, scroll_filter=flt, limit=64, with_payload=fields)
-            payloads = [p.payload or {} for p in points]
+        payloads = [pl for _, pl in scan_by_key(self.client, registry, S.DOC_KEY, [key], fields)]
         if not payloads:
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
         top = max(payloads, key=lambda pl: pl["order"])

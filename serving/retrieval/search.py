@@ -18,6 +18,7 @@ from qdrant_client import models as qm
 
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import sparse_encode
+from streamrag.embedded_qdrant import nearest
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +191,18 @@ class Retriever:
         self._models_dir = models_dir
         self._encoders[default_version] = self.encoder
 
+    def physical_collection(self) -> str:
+        """The collection the alias points at now (re-read: a re-index may have switched it)."""
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == self.collection:
+                return str(a.collection_name)
+        return self.collection
+
     def resolve(self) -> tuple[str, QueryEncoder]:
         """(physical collection, its query encoder) for the alias now."""
         if not self._default_version:
             return self.collection, self.encoder
-        physical = self.collection
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == self.collection:
-                physical = str(a.collection_name)
+        physical = self.physical_collection()
         version = physical.rpartition("__")[2] if "__" in physical else self._default_version
         encoder = self._encoders.get(version)
         if encoder is None:
@@ -249,15 +254,8 @@ class Retriever:
         return SearchResult(hits[:k], t, dense)
 
     def nearest(self, collection: str, query: Any, using: str, flt: qm.Filter, limit: int) -> list[Any]:
-        """The ``limit`` nearest points with payloads: embedded Qdrant's numpy path when it has one."""
-        fast = getattr(self.client, "fast_query", None)
-        if fast is not None:
-            return list(fast(collection, query, using, flt, limit))
-        return list(
-            self.client.query_points(
-                collection, query=query, using=using, query_filter=flt, limit=limit, with_payload=True
-            ).points
-        )
+        """The ``limit`` nearest points with payloads (embedded Qdrant's numpy path when embedded)."""
+        return nearest(self.client, collection, query, using, flt, limit)
 
 
 def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) -> Hit:

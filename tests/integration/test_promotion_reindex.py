@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ import pytest
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
-from streams.embed import Embedder, default_model_path
+from streams.embed import Embedder
 from tests.utils.builders import corpus_events
 from tests.utils.pipeline import pipeline_settings, start_harness
+from tests.utils.registry import promote_copy_of_base
 from training.aliases import AliasSwitcher
 from training.promotion import PromotionWatcher
 from training.registry import ModelRegistry
@@ -43,14 +43,9 @@ def test_a_promotion_event_reindexes_and_switches(
         cache_dir=tmp_path / "cache", source_topics=[docs], pipeline_group=live.group_id,
         registry=RegistryOptions(models_topic=models),
     )  # fmt: skip
-    registry = ModelRegistry(settings)
-    copy = tmp_path / "copy-of-base"
-    shutil.copytree(default_model_path(), copy)
-    recorded = registry.record_run(
-        trigger=None, params={"kind": "copy"}, metrics={}, snapshot=None, model_dir=copy
-    )
-    assert recorded.version is not None
-    model = registry.promote(recorded.version)  # publishes registered + promoted ModelEvents
+    model = promote_copy_of_base(
+        ModelRegistry(settings), tmp_path
+    )  # publishes registered + promoted ModelEvents
 
     outcomes = PromotionWatcher(settings, client, base=live, group=group_factory("reindex")).run(
         max_events=2, timeout_s=400

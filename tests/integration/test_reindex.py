@@ -8,7 +8,6 @@ collection, which is all the switch can tell apart.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -24,9 +23,10 @@ from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
 from streamrag.contracts import Groups
 from streamrag.contracts import IndexSchema as S
-from streams.embed import Embedder, default_model_path
+from streams.embed import Embedder
 from tests.utils.builders import corpus_events
 from tests.utils.pipeline import pipeline_settings, start_harness
+from tests.utils.registry import promote_copy_of_base
 from training.aliases import AliasSwitcher
 from training.registry import ModelRegistry
 from training.reindex import index_status, reindex
@@ -99,14 +99,7 @@ def test_shadow_reindex_switches_atomically_under_queries_and_rolls_back(
         pipeline_group=pipe_group,
         registry=RegistryOptions(models_topic=None),
     )
-    registry = ModelRegistry(settings)
-    copy = tmp_path / "copy-of-base"
-    shutil.copytree(default_model_path(), copy)
-    recorded = registry.record_run(
-        trigger=None, params={"kind": "copy of the base model"}, metrics={}, snapshot=None, model_dir=copy
-    )
-    assert recorded.version is not None
-    model = registry.promote(recorded.version)
+    model = promote_copy_of_base(ModelRegistry(settings), tmp_path)
     new = f"{ALIAS}__{model.pipeline_version}"
 
     prober = Prober(client, base_embedder.encode(["How do I install a Debian package?"])[0].tolist(), tenant)
