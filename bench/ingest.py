@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np

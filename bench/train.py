@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.dataset import Chunk, Pair, make_pairs, split_pairs

@@ -6,8 +6,14 @@ Subcommands import their pipeline lazily, so ``streamrag --help`` is instant.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
+
+# numpy's OpenBLAS keeps a thread per core busy-waiting after each call. Our numpy work is small
+# (a query against the index, a norm), and that spinning thread took a whole core from the model
+# in every process (measured: the API used 2 cores to serve 1 client). Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click
 

@@ -23,7 +23,6 @@ an internal is missing the client falls back to the public API with a warning.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import operator
 import threading
@@ -153,7 +152,12 @@ class EmbeddedClient:
                 scores, overlap = self._sparse_scores(coll, using, query, mask)
                 mask = mask & overlap
             else:
-                vectors = coll.vectors[using][:n]
+                vectors = coll.vectors[using]
+                if vectors.dtype != np.float32:
+                    # Local mode reloads stored vectors as float64 (np.array of lists); points
+                    # added in-session are float32. One cast halves the memory and the matmul.
+                    vectors = coll.vectors[using] = vectors.astype(np.float32)
+                vectors = vectors[:n]
                 q = np.asarray(query, dtype=np.float32)
                 norm = float(np.linalg.norm(q))
                 scores = vectors @ (q / norm if norm > 1e-8 else q)
@@ -171,7 +175,7 @@ class EmbeddedClient:
                     id=coll.ids_inv[i],
                     version=0,
                     score=float(scores[i]),
-                    payload=copy.deepcopy(coll.payload[i]),
+                    payload=_json_copy(coll.payload[i]),
                 )
                 for i in order.tolist()
             ]
@@ -182,7 +186,7 @@ class EmbeddedClient:
         the best down: a filter most points pass is evaluated on about ``limit`` points, not all."""
         test = _row_filter(coll, flt)
         chosen: list[int] = []
-        start, step = 0, max(4 * limit, 64)
+        start, step = 0, max(2 * limit, 32)
         while start < len(ranked) and len(chosen) < limit:
             block = ranked[start : start + step].tolist()
             chosen.extend(i for i in block if test(i))
@@ -267,6 +271,17 @@ class _SparsePostings:
         self.values = np.concatenate([self.values, values])
         self.rows = np.concatenate([self.rows, rows])
         self.seen.extend(new)
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON-like payload (dicts, lists, scalars): the caller may change what it
+    gets without changing the stored point, as with local mode's own deepcopy, which took 60% of a
+    search's time."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) if isinstance(v, dict | list) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) if isinstance(v, dict | list) else v for v in value]
+    return value
 
 
 def _uses_idf(coll: Any, name: str) -> bool:

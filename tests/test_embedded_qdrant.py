@@ -352,9 +352,49 @@ def test_fast_paths_match_public_api_through_every_kind_of_change(tmp_path: Path
     client.delete_vectors(COLL, vectors=["sparse"], points=alive[30:35], wait=True)
     client.delete_vectors(COLL, vectors=["dense"], points=alive[35:40], wait=True)
     check_everything(client, qrng, live, "edit", dense=dense)
-
     assert client.count(COLL).count == len(live)
     client.close()
+
+    # 6. reopened from disk (local mode reloads vectors as float64; the dense path casts them
+    # to float32 once), then appended to
+    client = open_client(tmp_path / "q")
+    check_everything(client, qrng, live, "reopen", dense=dense)
+    client.fast_query(COLL, dense_vector(rng), "dense", None, 1)
+    with client.exclusive() as local:
+        assert local._get_collection(COLL).vectors["dense"].dtype == np.float32
+    more = random_points(rng, 30)
+    client.upsert(COLL, points=more, wait=True)
+    live |= {str(p.id) for p in more}
+    check_everything(client, qrng, live, "reopen+append", dense=dense)
+    client.close()
+
+
+def test_returned_payloads_are_copies(client: EmbeddedClient) -> None:
+    """Changing a payload a search returned, nested values included, leaves the stored point alone."""
+    create_collection(client)
+    rng = np.random.default_rng(3)
+    pid = new_id(rng)
+    client.upsert(
+        COLL,
+        points=[
+            qm.PointStruct(
+                id=pid,
+                vector={"dense": dense_vector(rng), "sparse": qm.SparseVector(indices=[1], values=[1.0])},
+                payload={"tenant": "t0", "metadata": {"lang": "en", "tags": ["red"]}},
+            )
+        ],
+        wait=True,
+    )
+    for query, using in (
+        (dense_vector(rng), "dense"),
+        (qm.SparseVector(indices=[1], values=[1.0]), "sparse"),
+    ):
+        (hit,) = client.fast_query(COLL, query, using, None, 5)
+        hit.payload["tenant"] = "changed"
+        hit.payload["metadata"]["lang"] = "changed"
+        hit.payload["metadata"]["tags"].append("changed")
+    (stored,) = client.retrieve(COLL, [pid], with_payload=True)
+    assert stored.payload == {"tenant": "t0", "metadata": {"lang": "en", "tags": ["red"]}}
 
 
 def test_sparse_ties_and_limits(client: EmbeddedClient) -> None:

@@ -134,6 +134,23 @@ class QueryEncoder:
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
         return sparse_encode(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
+    def encode(self, text: str) -> tuple[list[float], tuple[list[int], list[float]]]:
+        """``(dense(text), sparse(text))`` with one tokenisation instead of two.
+
+        The sparse vector takes every token; the model takes ``[CLS]``, the first ``max_tokens - 2``
+        tokens and ``[SEP]``, which is what the tokenizer's own truncation gives (tested).
+        """
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        if self._graph is None or cls is None or sep is None:
+            return self.dense(text), sparse_encode(ids)
+        import torch
+
+        seq = torch.tensor([[cls, *ids[: self.max_tokens - 2], sep]], dtype=torch.long)
+        with torch.inference_mode():
+            out = self._graph(seq, torch.ones_like(seq)).float().numpy()[0]
+        return (out / max(float(np.linalg.norm(out)), 1e-12)).tolist(), sparse_encode(ids)
+
 
 def fuse(
     ranked: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], method: str = "rrf", k: int = 60
@@ -223,8 +240,7 @@ class Retriever:
         t: dict[str, float] = {}
         collection, encoder = self.resolve()
         t0 = time.perf_counter()
-        dense = encoder.dense(query)
-        idx, vals = encoder.sparse(query)
+        dense, (idx, vals) = encoder.encode(query)
         t["embed_ms"] = (time.perf_counter() - t0) * 1000
         flt = tenant_filter(tenant, metadata)
         t1 = time.perf_counter()

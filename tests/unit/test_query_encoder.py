@@ -38,6 +38,18 @@ def test_frozen_vectors_equal_eager_vectors_on_real_questions(
     assert float(np.min(np.sum(a * b, axis=1))) > 0.9999
 
 
+def test_one_tokenisation_gives_the_same_dense_and_sparse_vectors(
+    encoders: tuple[QueryEncoder, QueryEncoder],
+) -> None:
+    questions = [q.text for q in build_corpus(max_docs=40).queries]
+    questions += ["", "apt", "word " * 400]  # empty, one token, longer than the model
+    for enc in encoders:
+        for q in questions:
+            dense, sparse = enc.encode(q)
+            assert sparse == enc.sparse(q), q
+            assert float(np.dot(dense, enc.dense(q))) > 0.99999, q
+
+
 def test_a_model_that_cannot_be_traced_stays_eager_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
