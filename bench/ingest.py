@@ -328,7 +328,7 @@ def run_from_memory(
 
     msgs = [RawMessage("mem", 0, i, ev.key.encode(), ev.to_bytes(), 0) for i, ev in enumerate(events)]
     n = settings.max_batch_messages
-    batches = [RawBatch("mem", 0, tuple(msgs[i : i + n])) for i in range(0, len(msgs), n)]
+    batches = [RawBatch("mem", 0, tuple(msgs[i : i + n]), i // n) for i in range(0, len(msgs), n)]
     tmp = Path(tempfile.mkdtemp(prefix="streamrag-bench-mem-"))
     ps = settings.model_copy(
         update={

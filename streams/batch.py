@@ -52,6 +52,8 @@ class Work:
     next_offset: int
     """The offset to commit once this batch is done (last offset + 1)."""
     received: int
+    seq: int = 0
+    """The source batch's number in its partition (:attr:`RawBatch.seq`): the commit order."""
     events: tuple[Sourced, ...] = ()
     dead: tuple[DeadLetter, ...] = ()
     tombstones: int = 0

@@ -1,9 +1,14 @@
-"""The last step: commit each finished batch's offset to the pipeline's consumer group.
+"""The last step: commit finished batches' offsets to the pipeline's consumer group, in order.
 
-Batches of one partition reach this sink in order on the worker that read them (no step in
-between re-keys the stream), so committing ``batch.next_offset`` is monotonic and always covers
-only events whose effects are durable. The committer is a plain consumer that never joins the
-group, so ``kafka-consumer-groups --describe`` shows the committed offsets and the true lag.
+Batches of one partition may finish out of order: the embed step lets a small batch overtake one
+holding a large document (:mod:`streams.schedule`). A partition's offset is therefore committed
+only up to its longest run of finished batches, counted by :attr:`Work.seq` from the first batch
+of this run: a finished batch behind an unfinished one waits here, so the committed offset always
+covers only events whose effects are durable. Every batch of a partition reaches the same worker
+(the embed step is keyed by partition), so one committer sees all of them.
+
+The committer is a plain consumer that never joins the group, so ``kafka-consumer-groups
+--describe`` shows the committed offsets and the true lag.
 """
 
 from __future__ import annotations
@@ -16,22 +21,50 @@ from confluent_kafka import Consumer, TopicPartition
 from streams.batch import Work
 
 
+class InOrder:
+    """Releases each partition's batches in ``seq`` order, holding back those that finish early."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+        self._held: dict[tuple[str, int], dict[int, Work]] = {}
+
+    def add(self, work: Work) -> list[Work]:
+        """``work`` is finished; returns the batches now released (possibly none), in order."""
+        tp = (work.topic, work.partition)
+        held = self._held.setdefault(tp, {})
+        if work.seq in held or work.seq < self._next.get(tp, 0):
+            raise ValueError(f"batch {work.seq} of {tp} finished twice")
+        held[work.seq] = work
+        released = []
+        nxt = self._next.get(tp, 0)
+        while nxt in held:
+            released.append(held.pop(nxt))
+            nxt += 1
+        self._next[tp] = nxt
+        return released
+
+    def held(self) -> int:
+        """Finished batches waiting for an earlier one."""
+        return sum(len(h) for h in self._held.values())
+
+
 class _Committer(StatelessSinkPartition[Work]):
     def __init__(self, conf: dict[str, Any], on_commit: Any) -> None:
         self._consumer = Consumer(conf)
         self._on_commit = on_commit
+        self._order = InOrder()
 
     def write_batch(self, items: list[Work]) -> None:
+        released = [w for work in items for w in self._order.add(work)]
         latest: dict[tuple[str, int], int] = {}
-        for work in items:
-            latest[(work.topic, work.partition)] = max(
-                work.next_offset, latest.get((work.topic, work.partition), 0)
-            )
+        for work in released:
+            tp = (work.topic, work.partition)
+            latest[tp] = max(work.next_offset, latest.get(tp, 0))
         if not latest:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in latest.items()]
         self._consumer.commit(offsets=offsets, asynchronous=False)
-        for work in items:
+        for work in released:
             self._on_commit(work)
 
     def close(self) -> None:

@@ -1,9 +1,11 @@
 """The feature pipeline's dataflow: Kafka in, validate, fence, clean, chunk, embed, write, commit.
 
 Read top to bottom, it is the path every document change takes. The stream carries whole
-micro-batches of one topic-partition (:class:`~streams.batch.Work`) from input to commit, on the
-worker that read them, so a batch's offset is committed only after everything it caused is
-durable: its dead letters, its index writes and its feature records.
+micro-batches of one topic-partition (:class:`~streams.batch.Work`) from input to commit, and a
+batch's offset is committed only after everything it caused is durable: its dead letters, its
+index writes and its feature records. The embed step is keyed by partition, so from there on a
+partition's batches are on one worker; they may finish out of order (a small batch overtakes one
+with a large document, :mod:`streams.schedule`) and the commit step restores the order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from streams.index_store import IndexStore
 from streams.kafka_out import TopicWriter
 from streams.kafka_source import KafkaPartitionedSource, RawBatch
 from streams.metrics import PipelineMetrics
+from streams.schedule import EmbedQueue
 from streams.settings import PipelineSettings
 from streams.validate import validate
 
@@ -119,13 +122,19 @@ class Runtime:
     def chunk(self, work: Work) -> Work:
         return steps.chunk(work, self.chunker)
 
-    def embed(self, work: Work) -> Work:
-        out = steps.embed(work, self.embedder)
-        n = sum(len(d.chunks) for d in out.docs)
-        if n:
-            self.metrics.embed_batch_size.observe(n)
+    def embed_queue(self, _resume_state: None) -> EmbedQueue:
+        return EmbedQueue(
+            lambda work: steps.EmbedJob(work, self.embedder),
+            self.embed_slice,
+            self.settings.embed_slice_chunks,
+        )
+
+    def embed_slice(self, job: steps.EmbedJob, max_chunks: int) -> int:
+        done = job.advance(max_chunks)
+        if done:
+            self.metrics.embed_batch_size.observe(done)
             self.metrics.embed_seconds.observe(self.embedder.last_batch_s)
-        return out
+        return done
 
     def write(self, work: Work) -> Work:
         return replace(work, written_chunks=self.store.apply(list(work.docs)))
@@ -137,6 +146,10 @@ class Runtime:
 
     def on_commit(self, work: Work) -> None:
         self.metrics.on_committed(work)
+
+
+def partition_key(work: Work) -> str:
+    return f"{work.topic}:{work.partition}"
 
 
 def build_flow(
@@ -166,8 +179,12 @@ def build_flow(
     # Work: PreparedDocs with normalised title and body (deletes pass through)
     work = op.map("chunk", work, rt.chunk)
     # Work: token windows with overlap and parent sections
-    work = op.map("embed", work, rt.embed)
-    # Work: chunks with unit dense vectors and sparse lexical vectors
+    by_partition = op.key_on("by_partition", work, partition_key)
+    # (topic:partition, Work): each partition's batches to one worker, in order
+    embedded = op.stateful_batch("embed", by_partition, rt.embed_queue)
+    # (topic:partition, Work): chunks with unit dense vectors and sparse lexical vectors; a small
+    # batch may overtake a large one (streams.schedule), the commit puts them back in order
+    work = op.key_rm("unkey", embedded)
     work = op.map("write", work, rt.write)
     # Work: the documents' chunk sets replaced in Qdrant, stale chunks deleted (acknowledged)
     work = op.map("features", work, rt.emit_features)

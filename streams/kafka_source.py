@@ -42,6 +42,9 @@ class RawBatch:
     topic: str
     partition: int
     messages: tuple[RawMessage, ...]
+    seq: int = 0
+    """The batch's number in its partition, from 0 in each run: batches may finish out of order
+    (:mod:`streams.schedule`), and the committer commits them in this order (:mod:`streams.commit`)."""
 
     @property
     def next_offset(self) -> int:
@@ -76,6 +79,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         self._buffer: list[RawMessage] = []
         self._first_at = 0.0
         self._next_offset = start  # position after the last emitted message
+        self._seq = 0
         self._stop = stop
         self._stop_when_idle_s = stop_when_idle_s
         self._last_activity = time.monotonic()
@@ -117,7 +121,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         if self._buffer and (
             len(self._buffer) >= self._max_messages or now - self._first_at >= self._max_wait_s
         ):
-            batch = RawBatch(self._topic, self._partition, tuple(self._buffer))
+            batch = RawBatch(self._topic, self._partition, tuple(self._buffer), self._seq)
+            self._seq += 1
             self._buffer = []
             self._next_offset = batch.next_offset
             return [batch]

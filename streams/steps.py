@@ -96,28 +96,76 @@ class Encodes(Protocol):
     ) -> list[tuple[list[int], list[float]]]: ...
 
 
+class EmbedJob:
+    """One batch's chunks, embedded a slice at a time: dense and sparse vectors for every chunk,
+    encoded together across the batch's documents.
+
+    The rows are put longest first once, so consecutive slices pad like one big call would (the
+    model pads each ``batch_size`` batch to its longest row). The chunker's token ids spare the
+    model and the sparse encoding a tokenisation each; the few chunks without them are tokenised
+    once, here, for both.
+    """
+
+    def __init__(self, work: Work, embedder: Encodes) -> None:
+        self.work = work
+        self._embedder = embedder
+        chunks = [ch for doc in work.docs for ch in doc.chunks]
+        self._texts = [ch.text for ch in chunks]
+        self._ids = embedder.complete_ids(self._texts, [ch.token_ids for ch in chunks]) if chunks else []
+        self._order = sorted(range(len(chunks)), key=lambda i: -len(self._ids[i]))
+        self._dense: list[list[float]] = [[] for _ in chunks]
+        self._sparse: list[tuple[list[int], list[float]]] = [([], []) for _ in chunks]
+        self._done = 0
+
+    @property
+    def remaining(self) -> int:
+        """Chunks still to embed."""
+        return len(self._order) - self._done
+
+    def advance(self, max_chunks: int) -> int:
+        """Embed up to ``max_chunks`` more chunks; returns how many."""
+        rows = self._order[self._done : self._done + max(0, max_chunks)]
+        if not rows:
+            return 0
+        texts = [self._texts[i] for i in rows]
+        ids = [self._ids[i] for i in rows]
+        dense = self._embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion
+        sparse = self._embedder.sparse_batch(texts, ids)
+        for n, i in enumerate(rows):
+            self._dense[i], self._sparse[i] = dense[n], sparse[n]
+        self._done += len(rows)
+        return len(rows)
+
+    def result(self) -> Work:
+        """The batch with every chunk's vectors (all of them embedded)."""
+        if self.remaining:
+            raise RuntimeError(f"{self.remaining} chunks of the batch are not embedded yet")
+        if not self._texts:
+            return self.work
+        row = 0
+        docs: list[PreparedDoc] = []
+        for doc in self.work.docs:
+            chunks = []
+            for ch in doc.chunks:
+                idx, vals = self._sparse[row]
+                chunks.append(
+                    replace(
+                        ch,
+                        dense=tuple(self._dense[row]),
+                        sparse_indices=tuple(idx),
+                        sparse_values=tuple(vals),
+                    )
+                )
+                row += 1
+            docs.append(replace(doc, chunks=tuple(chunks)))
+        return replace(self.work, docs=tuple(docs))
+
+
 def embed(work: Work, embedder: Encodes) -> Work:
-    """Dense and sparse vectors for every chunk of the batch, encoded together across documents."""
-    texts = [ch.text for doc in work.docs for ch in doc.chunks]
-    if not texts:
-        return work
-    # The chunker's token ids spare the model and the sparse encoding a tokenisation each; the
-    # few chunks without them are tokenised once, here, for both.
-    ids = embedder.complete_ids(texts, [ch.token_ids for doc in work.docs for ch in doc.chunks])
-    dense = embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion, not 384 float() calls
-    sparse = embedder.sparse_batch(texts, ids)
-    row = 0
-    docs: list[PreparedDoc] = []
-    for doc in work.docs:
-        chunks = []
-        for ch in doc.chunks:
-            idx, vals = sparse[row]
-            chunks.append(
-                replace(ch, dense=tuple(dense[row]), sparse_indices=tuple(idx), sparse_values=tuple(vals))
-            )
-            row += 1
-        docs.append(replace(doc, chunks=tuple(chunks)))
-    return replace(work, docs=tuple(docs))
+    """Every chunk of the batch embedded at once (:class:`EmbedJob` in one slice)."""
+    job = EmbedJob(work, embedder)
+    job.advance(job.remaining)
+    return job.result()
 
 
 def feature_records(work: Work, model_id: str) -> list[tuple[bytes, bytes]]:

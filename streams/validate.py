@@ -69,6 +69,7 @@ def validate(batch: RawBatch, cdc_topics: frozenset[str]) -> Work:
         partition=batch.partition,
         next_offset=batch.next_offset,
         received=len(batch.messages),
+        seq=batch.seq,
         events=tuple(events),
         dead=tuple(dead),
         tombstones=tombstones,

@@ -342,3 +342,55 @@ def test_two_workers_give_the_same_index_as_one(
         finally:
             harness.stop()
     assert results[0] and results[0] == results[1]
+
+
+def test_small_documents_overtake_a_large_one_and_offsets_are_committed_in_order(
+    stack: Any,
+    embedder: Any,
+    chunker: Any,
+    topic_factory: Any,
+    topics: dict,
+    tmp_path: Path,
+    group_factory: Any,
+) -> None:
+    """One partition, one document per batch, the smallest embedding slice: the small documents behind
+    a large one are searchable before it (streams.schedule), the committed offset never passes the
+    large one before it is written, and the index is exact, including a small document updated
+    while the large one is still being embedded."""
+    topic = topic_factory("docs1", partitions=1)
+    group = group_factory("pipe-overtake")
+    settings = pipeline_settings(
+        [topic], group, tmp_path / "q", "c", topics["dlq"], None, max_batch_messages=1, embed_slice_chunks=2
+    )
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    big = document_event("big", tenant=tenant, body=long_body(400, "big"))
+    small = [
+        document_event(f"s{i}", tenant=tenant, body=f"Small document {i} about brokers.") for i in range(4)
+    ]
+    update = document_event("s0", tenant=tenant, version=2, body="Small document zero, second version.")
+    events = [big, *small, update]
+    # a turn reads one message and embeds two chunks: the large document takes 20 turns or more
+    assert len(chunker.chunk(clean_text(big.body))) >= 40
+    harness = start_harness(settings, embedder)
+    conf = settings.kafka.librdkafka()
+    try:
+        with Publisher(stack.kafka, topic=topic) as pub:
+            offsets = [pub.publish(ev).offset for ev in events]
+        big_offset = offsets[0]
+        deadline = time.monotonic() + 120
+        while True:
+            done, end = group_progress(conf, group, [topic])
+            if done > big_offset:  # the commit covers the large document: it must be written by now
+                assert big.key in harness.store.latest([big.key]), "offset committed before its write"
+            if done == end:
+                break
+            assert time.monotonic() < deadline, f"not caught up: committed {done} of {end}"
+            time.sleep(0.02)
+        index = harness.store.chunk_index()
+        assert index == expected_points(events, chunker, clean_text, MODEL_VERSION)
+        registered = harness.store.latest([ev.key for ev in events])
+        assert registered[update.key].version == 2
+        big_at = registered[big.key].indexed_ts
+        assert all(registered[ev.key].indexed_ts < big_at for ev in small[1:]), "no small document overtook"
+    finally:
+        harness.stop()

@@ -1,0 +1,209 @@
+"""The embed step's scheduler and the committer's ordering: pure logic, with a counting embedder.
+
+The embedder here is a stand-in that records how many chunks each call embeds and gives every
+text a vector derived from the text itself, so a test can check that each chunk got its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from streams.batch import ChunkVectors, PreparedDoc, Sourced, Work
+from streams.commit import InOrder
+from streams.schedule import EmbedQueue
+from streams.steps import EmbedJob, embed
+from tests.utils.builders import document_event
+
+
+class CountingEmbedder:
+    """Vectors that identify their text: ``[len(ids), first id, index of the text in its call]``."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def complete_ids(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None
+    ) -> list[list[int]]:
+        known = token_ids or [None] * len(texts)
+        return [
+            list(ids) if ids is not None else [len(w) for w in t.split()]
+            for t, ids in zip(texts, known, strict=True)
+        ]
+
+    def encode_tokenised(self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return np.asarray(
+            [[float(len(ids or [])), float(int(t.split("#")[1]))] for t, ids in zip(texts, token_ids)]
+        )
+
+    def sparse_batch(
+        self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None
+    ) -> list[tuple[list[int], list[float]]]:
+        return [([int(t.split("#")[1])], [1.0]) for t in texts]
+
+
+def batch(seq: int, *chunk_counts: int, partition: int = 0) -> Work:
+    """A batch of ``len(chunk_counts)`` documents with that many chunks each (text ``doc#n``)."""
+    docs = []
+    n = 0
+    for d, count in enumerate(chunk_counts):
+        src = Sourced(document_event(f"b{seq}d{d}"), "docs", partition, seq * 10 + d)
+        chunks = []
+        for i in range(count):
+            # longer texts first in chunk order would hide the sort: make lengths vary
+            chunks.append(
+                ChunkVectors(i, f"chunk{'x' * (i % 3)} #{n}", i, "", token_ids=tuple(range(1 + i % 3)))
+            )
+            n += 1
+        docs.append(PreparedDoc(src, title="t", body="b", chunks=tuple(chunks)))
+    return Work("docs", partition, seq * 10 + len(chunk_counts), len(chunk_counts), seq=seq, docs=tuple(docs))
+
+
+def queue(embedder: CountingEmbedder, slice_chunks: int = 8) -> EmbedQueue:
+    return EmbedQueue(lambda w: EmbedJob(w, embedder), lambda job, n: job.advance(n), slice_chunks)
+
+
+def seqs(works: list[Work]) -> list[int]:
+    return [w.seq for w in works]
+
+
+# --- EmbedJob ---------------------------------------------------------------------------------------
+
+
+def test_a_job_embedded_in_slices_equals_one_call() -> None:
+    work = batch(0, 5, 7, 3)
+    whole = embed(work, CountingEmbedder())
+    sliced_embedder = CountingEmbedder()
+    job = EmbedJob(work, sliced_embedder)
+    while job.remaining:
+        job.advance(4)
+    assert sliced_embedder.calls == [4, 4, 4, 3]
+    assert job.result() == whole
+    for doc in whole.docs:  # every chunk got the vectors of its own text
+        for ch in doc.chunks:
+            n = int(ch.text.split("#")[1])
+            assert ch.dense[1] == n and ch.sparse_indices == (n,)
+            assert ch.dense[0] == len(ch.token_ids or ())
+
+
+def test_a_job_embeds_longest_rows_first_so_slices_pad_like_one_call() -> None:
+    work = batch(0, 9)
+    seen: list[list[int]] = []
+    emb = CountingEmbedder()
+    original = emb.encode_tokenised
+
+    def spy(texts: Sequence[str], ids: Sequence[Sequence[int] | None]) -> np.ndarray:
+        seen.append([len(i or []) for i in ids])
+        return original(texts, ids)
+
+    emb.encode_tokenised = spy  # type: ignore[method-assign]
+    job = EmbedJob(work, emb)
+    while job.remaining:
+        job.advance(3)
+    flat = [n for call in seen for n in call]
+    assert flat == sorted(flat, reverse=True)
+
+
+def test_an_unfinished_job_refuses_to_give_its_result_and_a_job_without_chunks_is_done() -> None:
+    job = EmbedJob(batch(0, 4), CountingEmbedder())
+    job.advance(2)
+    with pytest.raises(RuntimeError, match="2 chunks"):
+        job.result()
+    deletes_only = replace(batch(1, 2), docs=tuple(replace(d, chunks=()) for d in batch(1, 2).docs))
+    empty = EmbedJob(deletes_only, CountingEmbedder())
+    assert empty.remaining == 0 and empty.result() == deletes_only
+
+
+# --- EmbedQueue -------------------------------------------------------------------------------------
+
+
+def test_a_small_batch_overtakes_a_large_one_in_the_same_partition() -> None:
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=12)
+    out, discard = q.on_batch([batch(0, 40)])
+    assert out == [] and not discard and q.notify_at() is not None
+    out, _ = q.on_batch([batch(1, 2), batch(2, 3)])  # arrive while the large one is queued
+    assert seqs(out) == [1, 2]  # both finished in the next turn, in half a slice
+    assert sum(emb.calls) == 12 + 12  # a whole slice a turn, the rest to the oldest
+
+
+def test_every_turn_embeds_at_most_a_slice_and_the_oldest_gets_half_of_it() -> None:
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=8)
+    q.on_batch([batch(0, 30)])
+    finished: list[int] = []
+    turns = 0
+    seq = 1
+    while 0 not in finished:
+        before = sum(emb.calls)
+        # a steady stream of small batches, each of which would fill the turn alone
+        out, _ = q.on_batch([batch(seq, 8)])
+        seq += 1
+        finished += seqs(out)
+        assert sum(emb.calls) - before <= 8
+        turns += 1
+        assert turns <= 6, "the oldest batch is starved"
+    assert turns == 6  # 8 chunks in its first turn alone, then half a slice (4) a turn: 8 + 6 * 4 >= 30
+
+
+def test_the_oldest_batch_uses_what_the_others_leave() -> None:
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=8)
+    q.on_batch([batch(0, 20)])  # 8 (alone: the whole slice)
+    out, _ = q.on_notify()  # 16
+    assert out == []
+    out, discard = q.on_notify()  # 20
+    assert seqs(out) == [0] and discard and q.notify_at() is None
+
+
+def test_batches_without_chunks_pass_in_the_same_turn() -> None:
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=4)
+    deletes = replace(batch(1, 1), docs=tuple(replace(d, chunks=()) for d in batch(1, 1).docs))
+    out, _ = q.on_batch([batch(0, 100), deletes])
+    assert seqs(out) == [1]
+
+
+def test_end_of_input_finishes_everything_queued() -> None:
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=4)
+    first, _ = q.on_batch([batch(0, 11), batch(1, 5), batch(2, 1)])
+    out, discard = q.on_eof()
+    assert seqs(first) == [2] and sorted(seqs(out)) == [0, 1] and discard
+    out += first
+    assert sum(emb.calls) == 17 and max(emb.calls) <= 4
+    assert all(ch.dense for w in out for d in w.docs for ch in d.chunks)
+
+
+def test_a_slice_below_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        queue(CountingEmbedder(), slice_chunks=1)
+
+
+# --- InOrder (the committer) ------------------------------------------------------------------------
+
+
+def test_batches_are_released_in_their_partitions_order() -> None:
+    order = InOrder()
+    assert order.add(batch(1, 1)) == []  # finished before batch 0: held
+    assert order.add(batch(2, 1)) == []
+    assert order.held() == 2
+    assert seqs(order.add(batch(0, 1))) == [0, 1, 2]
+    assert order.held() == 0
+    assert seqs(order.add(batch(3, 1))) == [3]
+
+
+def test_partitions_are_ordered_independently_and_a_batch_cannot_finish_twice() -> None:
+    order = InOrder()
+    assert order.add(batch(1, 1, partition=0)) == []
+    assert seqs(order.add(batch(0, 1, partition=1))) == [0]  # partition 1 does not wait for 0
+    assert seqs(order.add(batch(0, 1, partition=0))) == [0, 1]
+    with pytest.raises(ValueError, match="twice"):
+        order.add(batch(1, 1, partition=0))
+    order.add(batch(3, 1, partition=1))
+    with pytest.raises(ValueError, match="twice"):
+        order.add(batch(3, 1, partition=1))
