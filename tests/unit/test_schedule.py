@@ -37,7 +37,10 @@ class CountingEmbedder:
     def encode_tokenised(self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]) -> np.ndarray:
         self.calls.append(len(texts))
         return np.asarray(
-            [[float(len(ids or [])), float(int(t.split("#")[1]))] for t, ids in zip(texts, token_ids, strict=True)]
+            [
+                [float(len(ids or [])), float(int(t.split("#")[1]))]
+                for t, ids in zip(texts, token_ids, strict=True)
+            ]
         )
 
     def sparse_batch(
