@@ -127,6 +127,7 @@ class Runtime:
             lambda work: steps.EmbedJob(work, self.embedder),
             self.embed_slice,
             self.settings.embed_slice_chunks,
+            finish=self.write,
         )
 
     def embed_slice(self, job: steps.EmbedJob, max_chunks: int) -> int:
@@ -181,12 +182,12 @@ def build_flow(
     # Work: token windows with overlap and parent sections
     by_partition = op.key_on("by_partition", work, partition_key)
     # (topic:partition, Work): each partition's batches to one worker, in order
-    embedded = op.stateful_batch("embed", by_partition, rt.embed_queue)
-    # (topic:partition, Work): chunks with unit dense vectors and sparse lexical vectors; a small
-    # batch may overtake a large one (streams.schedule), the commit puts them back in order
-    work = op.key_rm("unkey", embedded)
-    work = op.map("write", work, rt.write)
-    # Work: the documents' chunk sets replaced in Qdrant, stale chunks deleted (acknowledged)
+    written = op.stateful_batch("embed_write", by_partition, rt.embed_queue)
+    # (topic:partition, Work): chunks embedded (unit dense + sparse lexical vectors) a slice at a
+    # time, each batch written as soon as it is embedded: its documents' chunk sets replaced in
+    # Qdrant, stale chunks deleted (acknowledged). A small batch may overtake a large one
+    # (streams.schedule); the commit puts them back in order.
+    work = op.key_rm("unkey", written)
     work = op.map("features", work, rt.emit_features)
     # Work: feature records acknowledged by the features topic
     op.output(

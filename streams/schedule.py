@@ -3,8 +3,9 @@
 Embedding is the pipeline's one long step: a 200-chunk man page takes about 2 s on 2 CPU cores.
 Embedded in one call, every batch read meanwhile (any partition) waits for it, and their
 freshness is its time plus theirs. Instead, each partition's batches are queued here and
-embedded at most ``slice_chunks`` chunks per partition per turn of the dataflow; between turns
-the other steps run: new batches are read, finished ones are written and committed.
+embedded at most ``slice_chunks`` chunks per partition per turn of the dataflow. A batch is
+written to the index the moment its last chunk is embedded; between turns the other steps run:
+new batches are read, written ones are committed.
 
 Within a partition the batch with the fewest chunks left goes first (shortest remaining work
 first: a small batch behind a large one finishes in the next turn), except that the oldest batch
@@ -32,7 +33,9 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
     """One partition's batches waiting to be embedded (a Bytewax stateful logic, keyed by partition).
 
     ``start(work)`` makes a batch's :class:`EmbedJob`; ``advance(job, n)`` embeds up to ``n`` of
-    its chunks and returns how many (the flow's hook for metrics).
+    its chunks and returns how many (the flow's hook for metrics); ``finish(work)`` runs on each
+    batch as soon as its last chunk is embedded, before the rest of the turn (the flow writes it
+    to the index there, so a small batch is searchable without waiting for the turn to end).
     """
 
     def __init__(
@@ -40,11 +43,13 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         start: Callable[[Work], EmbedJob],
         advance: Callable[[EmbedJob, int], int],
         slice_chunks: int,
+        finish: Callable[[Work], Work] = lambda work: work,
     ) -> None:
         if slice_chunks < 2:
             raise ValueError("slice_chunks must be at least 2")
         self._start = start
         self._advance = advance
+        self._finish = finish
         self._slice = slice_chunks
         self._jobs: list[EmbedJob] = []  # in arrival order
 
@@ -81,11 +86,15 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         oldest, rest = self._jobs[0], self._jobs[1:]
         reserved = min(oldest.remaining, self._slice // 2)
         budget = self._slice - reserved
+        out: list[Work] = []
         for job in sorted(rest, key=lambda j: j.remaining):  # stable: ties keep arrival order
             if budget <= 0 and job.remaining:
                 break
             budget -= self._advance(job, min(job.remaining, budget))
+            if not job.remaining:
+                out.append(self._finish(job.result()))  # at once: not after the whole turn
         self._advance(oldest, reserved + budget)
-        finished = [job for job in self._jobs if not job.remaining]
+        if not oldest.remaining:
+            out.append(self._finish(oldest.result()))
         self._jobs = [job for job in self._jobs if job.remaining]
-        return [job.result() for job in finished]
+        return out

@@ -134,6 +134,22 @@ def test_a_small_batch_overtakes_a_large_one_in_the_same_partition() -> None:
     assert sum(emb.calls) == 12 + 12  # a whole slice a turn, the rest to the oldest
 
 
+def test_a_batch_is_finished_the_moment_its_last_chunk_is_embedded() -> None:
+    """``finish`` (the flow writes the batch there) runs before the rest of the turn is embedded."""
+    emb = CountingEmbedder()
+    finished_at: dict[int, int] = {}
+
+    def finish(work: Work) -> Work:
+        finished_at[work.seq] = sum(emb.calls)  # chunks embedded when it was written
+        return work
+
+    q = EmbedQueue(lambda w: EmbedJob(w, emb), lambda job, n: job.advance(n), 12, finish=finish)
+    q.on_batch([batch(0, 40)])  # 12 chunks of the large one
+    out, _ = q.on_batch([batch(1, 2), batch(2, 3)])
+    assert finished_at == {1: 12 + 2, 2: 12 + 5}  # before the large one's share of the turn
+    assert seqs(out) == [1, 2]
+
+
 def test_every_turn_embeds_at_most_a_slice_and_the_oldest_gets_half_of_it() -> None:
     emb = CountingEmbedder()
     q = queue(emb, slice_chunks=8)
