@@ -130,8 +130,8 @@ class Runtime:
             finish=self.write,
         )
 
-    def embed_slice(self, job: steps.EmbedJob, max_chunks: int) -> int:
-        done = job.advance(max_chunks)
+    def embed_slice(self, plan: list[tuple[steps.EmbedJob, int]]) -> int:
+        done = steps.embed_together(self.embedder, plan)
         if done:
             self.metrics.embed_batch_size.observe(done)
             self.metrics.embed_seconds.observe(self.embedder.last_batch_s)

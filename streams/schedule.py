@@ -3,9 +3,10 @@
 Embedding is the pipeline's one long step: a 200-chunk man page takes about 2 s on 2 CPU cores.
 Embedded in one call, every batch read meanwhile (any partition) waits for it, and their
 freshness is its time plus theirs. Instead, each partition's batches are queued here and
-embedded at most ``slice_chunks`` chunks per partition per turn of the dataflow. A batch is
-written to the index the moment its last chunk is embedded; between turns the other steps run:
-new batches are read, written ones are committed.
+embedded at most ``slice_chunks`` chunks per partition per turn of the dataflow. A turn embeds
+its chunks in one model call, across the partition's batches, and each batch finished by it is
+written to the index right away; between turns the other steps run: new batches are read, written
+ones are committed.
 
 Within a partition the batch with the fewest chunks left goes first (shortest remaining work
 first: a small batch behind a large one finishes in the next turn), except that the oldest batch
@@ -32,23 +33,23 @@ from streams.steps import EmbedJob
 class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
     """One partition's batches waiting to be embedded (a Bytewax stateful logic, keyed by partition).
 
-    ``start(work)`` makes a batch's :class:`EmbedJob`; ``advance(job, n)`` embeds up to ``n`` of
-    its chunks and returns how many (the flow's hook for metrics); ``finish(work)`` runs on each
-    batch as soon as its last chunk is embedded, before the rest of the turn (the flow writes it
-    to the index there, so a small batch is searchable without waiting for the turn to end).
+    ``start(work)`` makes a batch's :class:`EmbedJob`; ``embed([(job, n), ...])`` embeds the next
+    ``n`` chunks of each job in one model call and returns how many (:func:`embed_together`, plus
+    the flow's metrics); ``finish(work)`` runs on each batch whose last chunk is embedded, smallest
+    first, as soon as the turn's one call returns (the flow writes the batch to the index there).
     """
 
     def __init__(
         self,
         start: Callable[[Work], EmbedJob],
-        advance: Callable[[EmbedJob, int], int],
+        embed: Callable[[list[tuple[EmbedJob, int]]], int],
         slice_chunks: int,
         finish: Callable[[Work], Work] = lambda work: work,
     ) -> None:
         if slice_chunks < 2:
             raise ValueError("slice_chunks must be at least 2")
         self._start = start
-        self._advance = advance
+        self._embed = embed
         self._finish = finish
         self._slice = slice_chunks
         self._jobs: list[EmbedJob] = []  # in arrival order
@@ -86,15 +87,16 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         oldest, rest = self._jobs[0], self._jobs[1:]
         reserved = min(oldest.remaining, self._slice // 2)
         budget = self._slice - reserved
-        out: list[Work] = []
+        plan: list[tuple[EmbedJob, int]] = []
         for job in sorted(rest, key=lambda j: j.remaining):  # stable: ties keep arrival order
             if budget <= 0 and job.remaining:
                 break
-            budget -= self._advance(job, min(job.remaining, budget))
-            if not job.remaining:
-                out.append(self._finish(job.result()))  # at once: not after the whole turn
-        self._advance(oldest, reserved + budget)
-        if not oldest.remaining:
-            out.append(self._finish(oldest.result()))
+            n = min(job.remaining, budget)
+            plan.append((job, n))
+            budget -= n
+        plan.append((oldest, min(oldest.remaining, reserved + budget)))
+        # one call for the whole turn: full model batches even when several batches share it
+        self._embed(plan)
+        out = [self._finish(job.result()) for job, _ in plan if not job.remaining]
         self._jobs = [job for job in self._jobs if job.remaining]
         return out

@@ -124,17 +124,20 @@ class EmbedJob:
 
     def advance(self, max_chunks: int) -> int:
         """Embed up to ``max_chunks`` more chunks; returns how many."""
-        rows = self._order[self._done : self._done + max(0, max_chunks)]
-        if not rows:
-            return 0
-        texts = [self._texts[i] for i in rows]
-        ids = [self._ids[i] for i in rows]
-        dense = self._embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion
-        sparse = self._embedder.sparse_batch(texts, ids)
+        return embed_together(self._embedder, [(self, max_chunks)])
+
+    def next_rows(self, n: int) -> list[tuple[str, list[int]]]:
+        """(text, token ids) of the next ``n`` chunks to embed (at most what remains)."""
+        return [(self._texts[i], self._ids[i]) for i in self._order[self._done : self._done + max(0, n)]]
+
+    def accept(self, dense: list[list[float]], sparse: list[tuple[list[int], list[float]]]) -> None:
+        """The vectors of the next ``len(dense)`` chunks, in :meth:`next_rows` order."""
+        rows = self._order[self._done : self._done + len(dense)]
+        if len(rows) != len(dense) or len(sparse) != len(dense):
+            raise ValueError("vectors for more chunks than remain, or dense and sparse differ in number")
         for n, i in enumerate(rows):
             self._dense[i], self._sparse[i] = dense[n], sparse[n]
         self._done += len(rows)
-        return len(rows)
 
     def result(self) -> Work:
         """The batch with every chunk's vectors (all of them embedded)."""
@@ -159,6 +162,23 @@ class EmbedJob:
                 row += 1
             docs.append(replace(doc, chunks=tuple(chunks)))
         return replace(self.work, docs=tuple(docs))
+
+
+def embed_together(embedder: Encodes, plan: Sequence[tuple[EmbedJob, int]]) -> int:
+    """Embed the next ``n`` chunks of each ``(job, n)`` in one call (the model batches them across
+    jobs, longest first); returns how many chunks were embedded."""
+    parts = [(job, job.next_rows(n)) for job, n in plan]
+    texts = [text for _, rows in parts for text, _ in rows]
+    if not texts:
+        return 0
+    ids = [row_ids for _, rows in parts for _, row_ids in rows]
+    dense = embedder.encode_tokenised(texts, ids).tolist()  # one C-level conversion
+    sparse = embedder.sparse_batch(texts, ids)
+    start = 0
+    for job, rows in parts:
+        job.accept(dense[start : start + len(rows)], sparse[start : start + len(rows)])
+        start += len(rows)
+    return len(texts)
 
 
 def embed(work: Work, embedder: Encodes) -> Work:

@@ -15,7 +15,7 @@ import pytest
 from streams.batch import ChunkVectors, PreparedDoc, Sourced, Work
 from streams.commit import InOrder
 from streams.schedule import EmbedQueue
-from streams.steps import EmbedJob, embed
+from streams.steps import EmbedJob, embed, embed_together
 from tests.utils.builders import document_event
 
 
@@ -67,7 +67,9 @@ def batch(seq: int, *chunk_counts: int, partition: int = 0) -> Work:
 
 
 def queue(embedder: CountingEmbedder, slice_chunks: int = 8) -> EmbedQueue:
-    return EmbedQueue(lambda w: EmbedJob(w, embedder), lambda job, n: job.advance(n), slice_chunks)
+    return EmbedQueue(
+        lambda w: EmbedJob(w, embedder), lambda plan: embed_together(embedder, plan), slice_chunks
+    )
 
 
 def seqs(works: list[Work]) -> list[int]:
@@ -134,20 +136,35 @@ def test_a_small_batch_overtakes_a_large_one_in_the_same_partition() -> None:
     assert sum(emb.calls) == 12 + 12  # a whole slice a turn, the rest to the oldest
 
 
-def test_a_batch_is_finished_the_moment_its_last_chunk_is_embedded() -> None:
-    """``finish`` (the flow writes the batch there) runs before the rest of the turn is embedded."""
+def test_a_turn_is_one_call_and_the_batches_it_finishes_are_finished_smallest_first() -> None:
+    """One model call per turn, across batches; ``finish`` (the flow writes the batch there) runs
+    for each batch the turn finished, smallest first, the large one's share embedded meanwhile."""
     emb = CountingEmbedder()
-    finished_at: dict[int, int] = {}
+    finished: list[tuple[int, int]] = []
 
     def finish(work: Work) -> Work:
-        finished_at[work.seq] = sum(emb.calls)  # chunks embedded when it was written
+        finished.append((work.seq, len(emb.calls)))
         return work
 
-    q = EmbedQueue(lambda w: EmbedJob(w, emb), lambda job, n: job.advance(n), 12, finish=finish)
-    q.on_batch([batch(0, 40)])  # 12 chunks of the large one
-    out, _ = q.on_batch([batch(1, 2), batch(2, 3)])
-    assert finished_at == {1: 12 + 2, 2: 12 + 5}  # before the large one's share of the turn
+    q = EmbedQueue(lambda w: EmbedJob(w, emb), lambda plan: embed_together(emb, plan), 12, finish=finish)
+    q.on_batch([batch(0, 40)])
+    out, _ = q.on_batch([batch(2, 3), batch(1, 2)])
+    assert emb.calls == [12, 12]  # one call a turn: 2 + 3 small chunks and 7 of the large batch
+    assert finished == [(1, 2), (2, 2)]  # in the second turn, fewest chunks first
     assert seqs(out) == [1, 2]
+
+
+def test_embedding_jobs_together_gives_each_its_own_vectors() -> None:
+    emb = CountingEmbedder()
+    first, second = batch(0, 3, 2), batch(1, 4)
+    a, b = EmbedJob(first, emb), EmbedJob(second, emb)
+    assert embed_together(emb, [(a, 10), (b, 3)]) == 8 and emb.calls == [8]
+    assert (a.remaining, b.remaining) == (0, 1)
+    b.advance(1)
+    assert a.result() == embed(first, CountingEmbedder())
+    assert b.result() == embed(second, CountingEmbedder())
+    with pytest.raises(ValueError, match="more chunks than remain"):
+        b.accept([[0.0]], [([1], [1.0])])
 
 
 def test_every_turn_embeds_at_most_a_slice_and_the_oldest_gets_half_of_it() -> None:
