@@ -27,7 +27,7 @@ class PipelineSettings(CommonSettings):
     max_wait_s: float = Field(default=0.25, gt=0)
     embed_batch_size: int = Field(default=32, ge=1)
     embed_slice_chunks: int = Field(
-        default=128,
+        default=32,
         ge=2,
         description="Most chunks a partition embeds before the other steps get a turn: bounds how long "
         "a large document holds up the small ones behind it (streams.schedule).",

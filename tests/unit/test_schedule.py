@@ -176,14 +176,27 @@ def test_every_turn_embeds_at_most_a_slice_and_the_oldest_gets_half_of_it() -> N
     seq = 1
     while 0 not in finished:
         before = sum(emb.calls)
-        # a steady stream of small batches, each of which would fill the turn alone
-        out, _ = q.on_batch([batch(seq, 8)])
-        seq += 1
+        # a steady stream of small batches that fit in the other half of a turn, two at a time
+        out, _ = q.on_batch([batch(seq, 2), batch(seq + 1, 2)])
+        seq += 2
         finished += seqs(out)
         assert sum(emb.calls) - before <= 8
         turns += 1
         assert turns <= 6, "the oldest batch is starved"
     assert turns == 6  # 8 chunks in its first turn alone, then half a slice (4) a turn: 8 + 6 * 4 >= 30
+    assert len(finished) == 1 + 2 * turns  # and every small batch finished in the turn it arrived
+
+
+def test_a_batch_that_cannot_finish_in_the_turn_keeps_its_place() -> None:
+    """Large batches do not share a turn: the oldest gets the whole slice, the next one waits."""
+    emb = CountingEmbedder()
+    q = queue(emb, slice_chunks=8)
+    out, _ = q.on_batch([batch(0, 12), batch(1, 5)])  # 5 > half a slice: behind the oldest
+    assert out == [] and emb.calls == [8]
+    out, _ = q.on_notify()  # the oldest's last 4, alone
+    assert seqs(out) == [0] and emb.calls == [8, 4]
+    out, discard = q.on_notify()
+    assert seqs(out) == [1] and emb.calls == [8, 4, 5] and discard
 
 
 def test_the_oldest_batch_uses_what_the_others_leave() -> None:
