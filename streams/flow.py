@@ -166,6 +166,7 @@ def build_flow(
         settings.max_wait_s,
         stop=rt.stop,
         stop_when_idle_s=settings.stop_when_idle_s,
+        max_bytes=settings.max_batch_bytes,
     )
     flow = Dataflow("streamrag_features")
     raw = op.input("kafka_in", flow, source)

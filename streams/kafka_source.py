@@ -7,7 +7,9 @@ the beginning. Offsets are committed by :mod:`streams.commit` only after the bat
 durable, so the committed offset is always a safe restart point and Kafka's tools show true lag.
 
 Messages are emitted in :class:`RawBatch` micro-batches: a batch closes when it holds
-``max_messages`` or ``max_wait_s`` after its first message, whichever comes first.
+``max_messages`` or ``max_bytes`` of keys and values, or ``max_wait_s`` after its first message,
+whichever comes first; a message that would take a batch past ``max_bytes`` starts the next one
+(a large document does not hold up the small ones read before it).
 """
 
 from __future__ import annotations
@@ -71,12 +73,14 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         max_wait_s: float,
         stop: threading.Event | None,
         stop_when_idle_s: float | None,
+        max_bytes: int,
     ) -> None:
         self._consumer = Consumer(conf)
         self._consumer.assign([TopicPartition(topic, partition, start)])
         self._topic, self._partition = topic, partition
-        self._max_messages, self._max_wait_s = max_messages, max_wait_s
+        self._max_messages, self._max_wait_s, self._max_bytes = max_messages, max_wait_s, max_bytes
         self._buffer: list[RawMessage] = []
+        self._buffer_bytes = 0
         self._first_at = 0.0
         self._next_offset = start  # position after the last emitted message
         self._seq = 0
@@ -90,12 +94,17 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
             raise StopIteration
         msgs = self._consumer.consume(num_messages=self._max_messages - len(self._buffer), timeout=0)
         now = time.monotonic()
+        ready: list[RawBatch] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(err)
+            size = len(msg.value() or b"") + len(msg.key() or b"")
+            if self._buffer and self._buffer_bytes + size > self._max_bytes:
+                # a large document starts its own batch: the ones before it need not wait for it
+                ready.append(self._seal())
             if not self._buffer:
                 self._first_at = now
             ts_type, ts = msg.timestamp()
@@ -109,6 +118,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
                     ts if ts_type else 0,
                 )
             )
+            self._buffer_bytes += size
         self._idle = not msgs
         if msgs:
             self._last_activity = now
@@ -119,14 +129,20 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         ):
             raise StopIteration
         if self._buffer and (
-            len(self._buffer) >= self._max_messages or now - self._first_at >= self._max_wait_s
+            len(self._buffer) >= self._max_messages
+            or self._buffer_bytes >= self._max_bytes
+            or now - self._first_at >= self._max_wait_s
         ):
-            batch = RawBatch(self._topic, self._partition, tuple(self._buffer), self._seq)
-            self._seq += 1
-            self._buffer = []
-            self._next_offset = batch.next_offset
-            return [batch]
-        return []
+            ready.append(self._seal())
+        return ready
+
+    def _seal(self) -> RawBatch:
+        batch = RawBatch(self._topic, self._partition, tuple(self._buffer), self._seq)
+        self._seq += 1
+        self._buffer = []
+        self._buffer_bytes = 0
+        self._next_offset = batch.next_offset
+        return batch
 
     def next_awake(self) -> datetime | None:
         if self._buffer:
@@ -159,6 +175,7 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
         max_wait_s: float = 0.25,
         stop: threading.Event | None = None,
         stop_when_idle_s: float | None = None,
+        max_bytes: int = 64 * 1024,
     ) -> None:
         self._conf = conf
         self._topics = topics
@@ -167,6 +184,7 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
         self._max_wait_s = max_wait_s
         self._stop = stop
         self._stop_when_idle_s = stop_when_idle_s
+        self._max_bytes = max_bytes
 
     def _consumer_conf(self) -> dict[str, Any]:
         return {
@@ -205,6 +223,7 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
             self._max_wait_s,
             self._stop,
             self._stop_when_idle_s,
+            self._max_bytes,
         )
 
     def committed_offset(self, topic: str, partition: int) -> int:

@@ -22,12 +22,16 @@ class PipelineSettings(CommonSettings):
     )
     dead_letter_topic: str = Topics.DEAD_LETTER
     features_topic: str | None = Field(default=Topics.FEATURES, description="None disables feature records.")
-    # Micro-batching: a batch closes at max_batch_messages or max_wait_s after its first message.
+    # Micro-batching: a batch closes at max_batch_messages, max_batch_bytes, or max_wait_s after its
+    # first message.
     max_batch_messages: int = Field(default=64, ge=1)
     max_wait_s: float = Field(default=0.25, gt=0)
+    max_batch_bytes: int = Field(
+        default=64 * 1024, ge=1, description="A batch closes at this many bytes of keys and values."
+    )
     embed_batch_size: int = Field(default=32, ge=1)
     embed_slice_chunks: int = Field(
-        default=32,
+        default=64,
         ge=2,
         description="Most chunks a partition embeds before the other steps get a turn: bounds how long "
         "a large document holds up the small ones behind it (streams.schedule).",
