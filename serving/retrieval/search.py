@@ -71,20 +71,32 @@ class QueryEncoder:
 
     def dense(self, text: str) -> list[float]:
         if self._graph is not None:
-            return self._dense_frozen([text])[0].tolist()
+            return self._embed_ids([self._token_ids(text)])[0].tolist()
         vec = self.model.encode(
             [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return [float(x) for x in np.asarray(vec[0], dtype=np.float32)]
 
-    def _dense_frozen(self, texts: list[str]) -> np.ndarray:
+    def _token_ids(self, text: str) -> list[int]:
+        """Every token of ``text``, without special tokens (the sparse vector's, and the model's input)."""
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        return ids
+
+    def _embed_ids(self, rows: list[list[int]]) -> np.ndarray:
+        """Unit vectors from the frozen graph for token-id rows (no special tokens): each row gets
+        ``[CLS]``, its first ``max_tokens - 2`` tokens and ``[SEP]`` (the tokenizer's own
+        truncation), padded to the longest."""
         import torch
 
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
+        tok = self.tokenizer
+        seqs = [[tok.cls_token_id, *row[: self.max_tokens - 2], tok.sep_token_id] for row in rows]
+        ids = torch.full((len(seqs), max(map(len, seqs))), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[i, : len(seq)] = 1
         with torch.inference_mode():
-            out = self._graph(enc["input_ids"], enc["attention_mask"]).float().numpy()
+            out = self._graph(ids, mask).float().numpy()
         return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
 
     def _freeze(self) -> Any:
@@ -109,6 +121,12 @@ class QueryEncoder:
             "differently from apt-get upgrade when packages are held back?",
         ]
         try:
+            if None in (
+                self.tokenizer.cls_token_id,
+                self.tokenizer.sep_token_id,
+                self.tokenizer.pad_token_id,
+            ):
+                raise ValueError("the tokenizer has no [CLS]/[SEP]/[PAD] tokens to run the graph on ids")
             example = self.tokenizer(probes, padding=True, return_tensors="pt")
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer notes about constant Python values
@@ -119,7 +137,7 @@ class QueryEncoder:
                 )
             self._graph = graph
             checks = [*probes, "apt", "x " * (self.max_tokens + 10)]  # padded, one token, truncated
-            frozen = self._dense_frozen(checks)
+            frozen = self._embed_ids([self._token_ids(text) for text in checks])  # the queries' path
             eager = self.model.encode(
                 checks, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
@@ -132,24 +150,15 @@ class QueryEncoder:
             return None
 
     def sparse(self, text: str) -> tuple[list[int], list[float]]:
-        return sparse_encode(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return sparse_encode(self._token_ids(text))
 
     def encode(self, text: str) -> tuple[list[float], tuple[list[int], list[float]]]:
-        """``(dense(text), sparse(text))`` with one tokenisation instead of two.
-
-        The sparse vector takes every token; the model takes ``[CLS]``, the first ``max_tokens - 2``
-        tokens and ``[SEP]``, which is what the tokenizer's own truncation gives (tested).
-        """
-        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        if self._graph is None or cls is None or sep is None:
+        """``(dense(text), sparse(text))`` with one tokenisation instead of two: the sparse vector
+        takes every token, the model the first ``max_tokens - 2`` (tested equal to the two calls)."""
+        ids = self._token_ids(text)
+        if self._graph is None:
             return self.dense(text), sparse_encode(ids)
-        import torch
-
-        seq = torch.tensor([[cls, *ids[: self.max_tokens - 2], sep]], dtype=torch.long)
-        with torch.inference_mode():
-            out = self._graph(seq, torch.ones_like(seq)).float().numpy()[0]
-        return (out / max(float(np.linalg.norm(out)), 1e-12)).tolist(), sparse_encode(ids)
+        return self._embed_ids([ids])[0].tolist(), sparse_encode(ids)
 
 
 def fuse(
