@@ -72,15 +72,6 @@ def chunks_per_event(events: list[DocumentEvent], chunker: Chunker) -> list[list
     return out
 
 
-def chunk_all(events: list[DocumentEvent], chunker: Chunker) -> list[Any]:
-    """Every chunk of the events' documents, cleaned and chunked as the pipeline does."""
-    return [c for chunks in chunks_per_event(events, chunker) for c in chunks]
-
-
-def chunk_texts(events: list[DocumentEvent], chunker: Chunker) -> list[str]:
-    return [c.text for c in chunk_all(events, chunker)]
-
-
 def new_topic(conf: dict, partitions: int) -> str:
     name = f"bench.docs.{uuid.uuid4().hex[:8]}"
     admin = AdminClient(conf)  # keep a reference: the futures die with the client
@@ -172,7 +163,7 @@ def main() -> int:
     per_event = chunks_per_event(events, chunker)
     chunks = [c for event_chunks in per_event for c in event_chunks]
     texts = [c.text for c in chunks]
-    args.chunk_counts = [len(event_chunks) for event_chunks in per_event]
+    chunk_counts = [len(event_chunks) for event_chunks in per_event]
     print(
         f"corpus: {len(events)} documents, {len(texts)} chunks, {sum(map(len, texts)):,} chars; "
         f"machine: {platform.node()} {os.cpu_count()} cpus; torch threads {__import__('torch').get_num_threads()}"
@@ -201,7 +192,7 @@ def main() -> int:
             print(f"P  pipeline (from memory, no broker), round {r}: {P:8.1f} chunks/s  ({p_s:.1f} s)")
         else:
             last = r == args.repeat
-            P, fresh = run_through_kafka(settings, embedder, events, texts, args, freshness=last)
+            P, fresh = run_through_kafka(settings, embedder, events, chunk_counts, args, freshness=last)
             print(f"P  pipeline (Kafka in to Qdrant, offsets committed), round {r}: {P:8.1f} chunks/s")
             if fresh:
                 p50, p99, rate_docs, n = fresh
@@ -265,12 +256,13 @@ def run_through_kafka(
     settings: PipelineSettings,
     embedder: Embedder,
     events: list[DocumentEvent],
-    texts: list[str],
+    chunk_counts: list[int],
     args: argparse.Namespace,
     freshness: bool,
 ) -> tuple[float, tuple[float, float, float, int] | None]:
     """P through Kafka on a fresh topic, group and store; then, if asked, freshness at half of P:
-    documents re-published as new versions at that rate, source timestamp to searchable."""
+    documents re-published as new versions at that rate (``chunk_counts[i]``: event i's chunks),
+    source timestamp to searchable."""
     conf = settings.kafka.librdkafka()
     topic = new_topic(conf, args.partitions)
     group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -301,7 +293,7 @@ def run_through_kafka(
         rate = 0.5 * P
         due = 0.0
         schedule: list[tuple[float, DocumentEvent]] = []
-        for ev, count in zip(events, args.chunk_counts, strict=True):
+        for ev, count in zip(events, chunk_counts, strict=True):
             if due > args.freshness_seconds and len(schedule) >= 5:
                 break
             schedule.append((due, ev))
