@@ -123,9 +123,37 @@ class Chunker:
         """Cut ``text`` into windows, in document order; ``[]`` if it holds no token at all."""
         if not text.strip():
             return []
-        tokens = self._tokenise(text)
+        return self._cut(self._tokenise(text))
+
+    def chunk_many(self, texts: Sequence[str]) -> list[list[Chunk]]:
+        """``[self.chunk(text) for text in texts]``, the texts tokenised in one call.
+
+        The tokenizer encodes a list of texts in parallel on the Rust side (a batch of documents
+        tokenises in about half the time on two cores); the windows are the same.
+        """
+        out: list[list[Chunk]] = [[] for _ in texts]
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        if not todo:
+            return out
+        encoding = self._tokenizer(
+            [texts[i] for i in todo],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=False,
+            verbose=False,
+        )
+        for row, i in enumerate(todo):
+            tokens = _Tokens.build(
+                texts[i], encoding["offset_mapping"][row], encoding.word_ids(row), encoding["input_ids"][row]
+            )
+            out[i] = self._cut(tokens)
+        return out
+
+    def _cut(self, tokens: _Tokens) -> list[Chunk]:
+        """The windows of a tokenised text (see :meth:`chunk`)."""
         if not tokens.size:
             return []
+        text = tokens.text
         chunks: list[Chunk] = []
         for parent_index, (first, stop) in enumerate(_parents(tokens, self._config.parent_max_tokens)):
             parent_text = text[tokens.starts[first] : tokens.ends[stop - 1]]
@@ -295,15 +323,16 @@ class _Tokens:
     ) -> _Tokens:
         starts = [start for start, _ in offsets]
         ends = [end for _, end in offsets]
-        size = len(starts)
-        is_cut = bytearray(size + 1)
-        is_word_start = bytearray(size + 1)
-        for i in range(size + 1):
-            cut = i in (0, size) or starts[i] >= ends[i - 1]
-            is_cut[i] = cut
-            is_word_start[i] = cut and (i in (0, size) or word_ids[i] != word_ids[i - 1])
-        cuts = [i for i in range(size + 1) if is_cut[i]]
-        word_starts = [i for i in range(size + 1) if is_word_start[i]]
+        # Between tokens i-1 and i (0 < i < size); both ends of the text count as cut and word start.
+        # Built with zip and compress (C loops): this runs over every token of every document.
+        inner_cut = list(map(int.__ge__, starts[1:], ends[:-1]))
+        inner_word = [cut and w != prev for cut, w, prev in zip(inner_cut, word_ids[1:], word_ids[:-1], strict=True)]
+        edge = [True] if starts else []
+        is_cut = bytearray([True, *inner_cut, *edge])
+        is_word_start = bytearray([True, *inner_word, *edge])
+        positions = range(len(starts) + 1)
+        cuts = list(itertools.compress(positions, is_cut))
+        word_starts = list(itertools.compress(positions, is_word_start))
         return cls(text, starts, ends, is_cut, is_word_start, cuts, word_starts, list(ids))
 
     def token_at_or_after(self, char: int) -> int:

@@ -16,7 +16,7 @@ from streams.index_store import Registered, order_of
 
 
 class Chunks(Protocol):
-    def chunk(self, text: str) -> list: ...
+    def chunk_many(self, texts: Sequence[str]) -> list[list]: ...
 
 
 def coalesce(events: tuple[Sourced, ...]) -> tuple[list[Sourced], int]:
@@ -60,13 +60,17 @@ def clean(work: Work, clean_text: Callable[[str], str]) -> Work:
 
 
 def chunk(work: Work, chunker: Chunks) -> Work:
-    """Chunk each upsert's title and body as one text, so every chunk can be found by its title's words."""
+    """Chunk each upsert's title and body as one text, so every chunk can be found by its title's words.
+
+    The batch's texts are tokenised together (:meth:`Chunker.chunk_many`)."""
+    upserts = [i for i, doc in enumerate(work.docs) if doc.src.event.op is not Op.DELETE]
+    texts = [_text_of(work.docs[i]) for i in upserts]
+    cut = dict(zip(upserts, chunker.chunk_many(texts), strict=True))
     docs = []
-    for doc in work.docs:
-        if doc.src.event.op is Op.DELETE:
-            docs.append(doc)
+    for i, doc in enumerate(work.docs):
+        if i not in cut:
+            docs.append(doc)  # a delete
             continue
-        text = f"{doc.title}\n\n{doc.body}" if doc.title and doc.body else doc.title or doc.body
         chunks = tuple(
             ChunkVectors(
                 index=c.index,
@@ -75,10 +79,14 @@ def chunk(work: Work, chunker: Chunks) -> Work:
                 parent_text=c.parent_text,
                 token_ids=c.token_ids,
             )
-            for c in chunker.chunk(text)
+            for c in cut[i]
         )
         docs.append(replace(doc, chunks=chunks))
     return replace(work, docs=tuple(docs))
+
+
+def _text_of(doc: PreparedDoc) -> str:
+    return f"{doc.title}\n\n{doc.body}" if doc.title and doc.body else doc.title or doc.body
 
 
 class Encodes(Protocol):

@@ -205,6 +205,16 @@ def test_verified_counting_gives_the_same_chunks(tokenizer: PreTrainedTokenizerB
         assert chunker.chunk(case.text) == fast
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=configs(), texts=st.lists(awkward_texts(), max_size=6))
+def test_chunk_many_equals_chunk_on_each_text(
+    tokenizer: PreTrainedTokenizerBase, config: ChunkingConfig, texts: list[str]
+) -> None:
+    """Tokenising a batch of texts in one call (the pipeline's path) cuts the same windows."""
+    chunker = Chunker(tokenizer, config, MODEL_MAX_TOKENS)
+    assert chunker.chunk_many(texts) == [chunker.chunk(text) for text in texts]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=st.builds(Case, configs(), awkward_texts()))
 def test_known_token_ids_are_the_texts_own(tokenizer: PreTrainedTokenizerBase, case: Case) -> None:

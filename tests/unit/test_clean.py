@@ -292,3 +292,16 @@ def test_clean_text_never_raises_and_returns_tidy_text(text: str) -> None:
 @given(PROSE)
 def test_clean_text_leaves_plain_paragraphs_untouched(prose: str) -> None:
     assert clean_text(prose) == prose
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(MARKUP_SOUP, st.text(alphabet="ab _*`~[]()!<>:/\n")))
+def test_strip_markdown_skips_only_patterns_whose_marker_is_absent(text: str) -> None:
+    # strip_markdown runs an inline pattern only when its marker is in the text; running every
+    # pattern unconditionally must give the same result.
+    from streams.clean import _INLINE_MARKUP, _strip_block_markup
+
+    expected = _strip_block_markup(text)
+    for pattern, _marker, keep in _INLINE_MARKUP:
+        expected = pattern.sub(keep, expected)
+    assert strip_markdown(text) == expected
