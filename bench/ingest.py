@@ -3,11 +3,15 @@
 On one corpus of real documents (Debian FAQ sections and man pages), in one run:
 
 * E: the embedder alone encoding every chunk of the corpus (same model, dtype and batch size);
-* P: the whole pipeline, Kafka in to acknowledged in Qdrant and offsets committed, same chunks;
+* P: the whole pipeline, Kafka in to acknowledged in Qdrant and offsets committed, same chunks,
+  timed from the first event read (as E is timed on a warm model; the start-up before it is
+  printed beside), with the share of that time spent in model calls;
 * freshness p50/p99 (source timestamp to searchable) at an offered load of half of P;
 * bf16 vs fp32: encode speed-up and cosine agreement on the same chunks.
 
-Prints the ratios; ``--record`` appends a dated entry to bench/RESULTS.md. Needs the local stack
+E and P alternate, and each P is divided by the mean of the E before and after it; the CPU
+steal of each round is printed, because a shared VM's speed drifts within minutes. Prints the
+ratios; ``--record`` appends a dated entry to bench/RESULTS.md. Needs the local stack
 (``make stack-up``). Not a test: nothing here asserts, it measures.
 
     python bench/ingest.py --docs 300 --record
@@ -42,6 +46,24 @@ from streams.clean import clean_text
 from streams.embed import Embedder
 from streams.runner import start_in_thread
 from streams.settings import PipelineSettings
+
+
+def cpu_times() -> list[int]:
+    """The machine's cumulative CPU times in jiffies (/proc/stat: user ... steal); [] elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> str:
+    """The share of CPU time the hypervisor took between two :func:`cpu_times` (a shared VM's
+    noise: a round with steal measures the neighbours too)."""
+    if not before or not after:
+        return "n/a"
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    return f"{delta[7] / max(sum(delta), 1):.1%}"
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -183,6 +205,7 @@ def main() -> int:
     # side-by-side measurement. The median over --repeat rounds is the figure.
     results: dict[str, float | int] = {"docs": len(events), "chunks": len(texts), "rounds": args.repeat}
     e_runs = [raw_throughput("round 1, before")]
+    mark = cpu_times()
     ratios: list[float] = []
     p_runs: list[float] = []
     for r in range(1, args.repeat + 1):
@@ -203,7 +226,9 @@ def main() -> int:
                 results |= {"offered_docs_per_s": rate_docs, "fresh_p50": p50, "fresh_p99": p99}
         e_runs.append(raw_throughput(f"round {r}, after"))
         ratio = P / ((e_runs[-2] + e_runs[-1]) / 2)
-        print(f"   round {r}: P/E = {ratio:.3f}")
+        now = cpu_times()
+        print(f"   round {r}: P/E = {ratio:.3f}   (CPU steal during the round: {steal_share(mark, now)})")
+        mark = now
         p_runs.append(P)
         ratios.append(ratio)
     E, P, ratio = float(np.median(e_runs)), float(np.median(p_runs)), float(np.median(ratios))
