@@ -310,7 +310,9 @@ def run_through_kafka(
         t = time.perf_counter()
         # P is "Kafka in to written": timed from the first event read, as E is timed on a warm
         # model. What came before (consumer start, partition assignment) is printed beside it.
-        while not sum(s.value for m in metrics.events_in.collect() for s in m.samples if s.name.endswith("_total")):
+        while not sum(
+            s.value for m in metrics.events_in.collect() for s in m.samples if s.name.endswith("_total")
+        ):
             time.sleep(0.005)
         t_in = time.perf_counter()
         progress.wait()
