@@ -52,15 +52,88 @@ _WRITES = frozenset(
 )
 
 
-class EmbeddedClient:
-    """A ``QdrantClient(path=...)`` whose calls are serialised by one re-entrant lock.
+class _ReadWriteLock:
+    """Many readers at once, or one writer.
 
+    A waiting writer goes first (readers arriving after it wait), so a steady stream of searches
+    cannot starve the pipeline's writes. Both sides are re-entrant in their own thread, and a thread
+    holding the write side may also read; a reader may not start writing (that would deadlock with
+    a second reader doing the same), and nothing here does.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._writer_depth = 0
+        self._writers_waiting = 0
+        self._mine = threading.local()  # this thread's read depth
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._writer_depth += 1
+            else:
+                if getattr(self._mine, "depth", 0):
+                    raise RuntimeError("a reader of the embedded store cannot start writing")
+                self._writers_waiting += 1
+                try:
+                    while self._writer is not None or self._readers:
+                        self._cond.wait()
+                finally:
+                    self._writers_waiting -= 1
+                self._writer, self._writer_depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer_depth -= 1
+                if not self._writer_depth:
+                    self._writer = None
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        me = threading.get_ident()
+        depth = getattr(self._mine, "depth", 0)
+        if depth or self._writer == me:  # nested in this thread's own read or write
+            self._mine.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._mine.depth = depth
+            return
+        with self._cond:
+            while self._writer is not None or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        self._mine.depth = 1
+        try:
+            yield
+        finally:
+            self._mine.depth = 0
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+
+class EmbeddedClient:
+    """A ``QdrantClient(path=...)`` that is safe to share between threads.
+
+    Local mode is not thread-safe: every call of the wrapped client runs alone (the write side of
+    a readers-writer lock). The numpy searches and scans of this class only read, so they run
+    side by side (the read side): two API requests no longer queue behind each other's search.
     Attribute access is forwarded, so it is used exactly like the client it wraps.
     """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._lock = threading.RLock()
+        self._lock = _ReadWriteLock()
+        # the lazily built search caches (float32 vectors, sparse postings), filled under the read side
+        self._cache_lock = threading.Lock()
         # per collection object (gone with it when a collection is deleted), per sparse vector name
         self._sparse: weakref.WeakKeyDictionary[Any, dict[str, _SparsePostings]] = weakref.WeakKeyDictionary()
         self._fast = _supported(inner)
@@ -74,7 +147,7 @@ class EmbeddedClient:
         batched = name in _WRITES
 
         def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
+            with self._lock.write():
                 if batched and self._fast:
                     with self._one_transaction(kwargs.get("collection_name", args[0] if args else None)):
                         return attr(*args, **kwargs)
@@ -85,7 +158,13 @@ class EmbeddedClient:
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[Any]:
         """The wrapped ``QdrantLocal`` with the lock held (nothing else reads or writes meanwhile)."""
-        with self._lock:
+        with self._lock.write():
+            yield self._inner._client
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """The wrapped ``QdrantLocal`` for reading only: other readers may run meanwhile, writers not."""
+        with self._lock.read():
             yield self._inner._client
 
     # --- commits ----------------------------------------------------------------------------------
@@ -121,7 +200,7 @@ class EmbeddedClient:
         if not self._fast:
             return _public_scan(self._inner, collection, key, values, fields)
         wanted = _member(set(values))
-        with self.exclusive() as local:
+        with self._reading() as local:
             coll = local._get_collection(collection)
             deleted = coll.deleted.tolist()
             ids = coll.ids_inv
@@ -143,7 +222,7 @@ class EmbeddedClient:
             return []
         if not self._fast:
             return _public_nearest(self._inner, collection, query, using, query_filter, limit)
-        with self.exclusive() as local:
+        with self._reading() as local:
             coll = local._get_collection(collection)
             n = len(coll.payload)
             # local mode grows these flags with np.append(.., 0): int arrays, so cast before negating
@@ -156,7 +235,10 @@ class EmbeddedClient:
                 if vectors.dtype != np.float32:
                     # Local mode reloads stored vectors as float64 (np.array of lists); points
                     # added in-session are float32. One cast halves the memory and the matmul.
-                    vectors = coll.vectors[using] = vectors.astype(np.float32)
+                    with self._cache_lock:
+                        if coll.vectors[using].dtype != np.float32:
+                            coll.vectors[using] = coll.vectors[using].astype(np.float32)
+                        vectors = coll.vectors[using]
                 vectors = vectors[:n]
                 q = np.asarray(query, dtype=np.float32)
                 norm = float(np.linalg.norm(q))
@@ -170,8 +252,10 @@ class EmbeddedClient:
                 order = self._best_passing(
                     coll, query_filter, live[np.argsort(-scores[live], kind="stable")], limit
                 )
+            # model_construct: the values are the store's own, already valid (validation was a
+            # sixth of a search)
             return [
-                qm.ScoredPoint(
+                qm.ScoredPoint.model_construct(
                     id=coll.ids_inv[i],
                     version=0,
                     score=float(scores[i]),
@@ -197,11 +281,13 @@ class EmbeddedClient:
         self, coll: Any, name: str, query: Any, mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(mask)
-        per_name = self._sparse.setdefault(coll, {})
-        postings = per_name.get(name)
-        if postings is None:
-            postings = per_name[name] = _SparsePostings()
-        postings.sync(coll.sparse_vectors[name][:n])
+        with self._cache_lock:  # readers run side by side; the postings are brought up to date once
+            per_name = self._sparse.setdefault(coll, {})
+            postings = per_name.get(name)
+            if postings is None:
+                postings = per_name[name] = _SparsePostings()
+            postings.sync(coll.sparse_vectors[name][:n])
+            terms, vals, rows = postings.terms, postings.values, postings.rows
         q_idx = np.asarray(query.indices, dtype=np.int64)
         if len(np.unique(q_idx)) != len(q_idx) or len(query.values) != len(q_idx):
             raise ValueError("sparse query: indices must be unique and as many as values")
@@ -213,7 +299,6 @@ class EmbeddedClient:
             q_val = q_val * np.log((docs - df + 0.5) / (df + 0.5) + 1.0)
         order = np.argsort(q_idx)
         q_idx, q_val = q_idx[order], q_val[order]
-        terms, vals, rows = postings.terms, postings.values, postings.rows
         hit = np.isin(terms, q_idx)
         rows_hit = rows[hit]
         weights = vals[hit] * q_val[np.searchsorted(q_idx, terms[hit])]

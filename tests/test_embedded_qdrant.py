@@ -31,7 +31,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from streamrag.embedded_qdrant import EmbeddedClient, _supported
+from streamrag.embedded_qdrant import EmbeddedClient, _ReadWriteLock, _supported
 
 ROOT = Path(__file__).resolve().parents[1]
 COLL = "chunks"
@@ -727,6 +727,115 @@ def test_concurrent_queries_and_writes(client: EmbeddedClient) -> None:
         assert_dense_same(client, dense_vector(qrng), flt, (1, 25), f"final dense {name}")
         assert_sparse_same(client, sparse_vector(qrng, 6), flt, (1, 25, EVERYTHING), f"final sparse {name}")
     assert_keyword_same(client, [f"doc-{i:02d}" for i in range(10)], live, "final keyword")
+
+
+# --- the readers-writer lock ---------------------------------------------------------------------
+
+
+def _in_thread(body: Callable[[], None]) -> threading.Thread:
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t
+
+
+def test_readers_overlap_and_a_writer_waits_for_them() -> None:
+    lock = _ReadWriteLock()
+    first_in, second_in, release, writer_in = (threading.Event() for _ in range(4))
+
+    def first() -> None:
+        with lock.read():
+            first_in.set()
+            release.wait(5)
+
+    def second() -> None:
+        with lock.read():
+            second_in.set()
+            release.wait(5)
+
+    def writer() -> None:
+        with lock.write():
+            writer_in.set()
+
+    threads = [_in_thread(first)]
+    assert first_in.wait(5)
+    threads.append(_in_thread(second))
+    assert second_in.wait(5), "a second reader waited for the first"
+    threads.append(_in_thread(writer))
+    assert not writer_in.wait(0.2), "a writer ran beside readers"
+    release.set()
+    assert writer_in.wait(5)
+    for t in threads:
+        t.join(5)
+
+
+def test_a_waiting_writer_goes_before_new_readers() -> None:
+    lock = _ReadWriteLock()
+    reading, release, late_reader_in = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def reader() -> None:
+        with lock.read():
+            reading.set()
+            release.wait(5)
+
+    def writer() -> None:
+        with lock.write():
+            order.append("writer")
+
+    def late_reader() -> None:
+        with lock.read():
+            order.append("late reader")
+            late_reader_in.set()
+
+    threads = [_in_thread(reader)]
+    assert reading.wait(5)
+    threads.append(_in_thread(writer))
+    time.sleep(0.1)  # the writer is waiting now
+    threads.append(_in_thread(late_reader))
+    assert not late_reader_in.wait(0.2), "a new reader overtook a waiting writer"
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["writer", "late reader"]
+
+
+def test_lock_reentrancy_rules() -> None:
+    lock = _ReadWriteLock()
+    with lock.write(), lock.write(), lock.read(), lock.read():
+        pass  # a writer may write again and read; reads nest
+    with lock.read(), lock.read(), pytest.raises(RuntimeError, match="cannot start writing"), lock.write():
+        pass
+    with lock.write():  # and everything was released
+        pass
+
+
+def test_searches_run_side_by_side(client: EmbeddedClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two fast_query calls overlap in time (the read side), and give what they give alone."""
+    create_collection(client)
+    rng = np.random.default_rng(23)
+    client.upsert(COLL, points=random_points(rng, 300), wait=True)
+    queries = [dense_vector(rng) for _ in range(2)]
+    alone = [[(str(p.id), p.score) for p in client.fast_query(COLL, q, "dense", None, 10)] for q in queries]
+
+    inside = threading.Barrier(2, timeout=5)
+    real = EmbeddedClient._best_passing
+
+    def meet_inside(*args: Any, **kwargs: Any) -> Any:
+        inside.wait()  # both searches are inside the lock at once, or this times out
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(EmbeddedClient, "_best_passing", staticmethod(meet_inside))
+    results: dict[int, list[tuple[str, float]]] = {}
+    flt = qm.Filter(must=[qm.FieldCondition(key="tenant", match=qm.MatchAny(any=list(TENANTS)))])
+
+    def search(n: int) -> None:
+        results[n] = [(str(p.id), p.score) for p in client.fast_query(COLL, queries[n], "dense", flt, 10)]
+
+    threads = [_in_thread(lambda n=n: search(n)) for n in range(2)]
+    for t in threads:
+        t.join(10)
+    assert not inside.broken
+    assert [results[0], results[1]] == alone
 
 
 # --- typed and array matching (divergences found while writing these tests, fixed) ----------------------------------------------------------------------------
