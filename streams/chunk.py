@@ -326,7 +326,9 @@ class _Tokens:
         # Between tokens i-1 and i (0 < i < size); both ends of the text count as cut and word start.
         # Built with zip and compress (C loops): this runs over every token of every document.
         inner_cut = list(map(int.__ge__, starts[1:], ends[:-1]))
-        inner_word = [cut and w != prev for cut, w, prev in zip(inner_cut, word_ids[1:], word_ids[:-1], strict=True)]
+        inner_word = [
+            cut and w != prev for cut, w, prev in zip(inner_cut, word_ids[1:], word_ids[:-1], strict=True)
+        ]
         edge = [True] if starts else []
         is_cut = bytearray([True, *inner_cut, *edge])
         is_word_start = bytearray([True, *inner_word, *edge])
