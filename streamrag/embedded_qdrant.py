@@ -287,7 +287,7 @@ class EmbeddedClient:
             if postings is None:
                 postings = per_name[name] = _SparsePostings()
             postings.sync(coll.sparse_vectors[name][:n])
-            terms, vals, rows = postings.terms, postings.values, postings.rows
+            terms, vals, rows = postings.by_term()
         q_idx = np.asarray(query.indices, dtype=np.int64)
         if len(np.unique(q_idx)) != len(q_idx) or len(query.values) != len(q_idx):
             raise ValueError("sparse query: indices must be unique and as many as values")
@@ -299,9 +299,12 @@ class EmbeddedClient:
             q_val = q_val * np.log((docs - df + 0.5) / (df + 0.5) + 1.0)
         order = np.argsort(q_idx)
         q_idx, q_val = q_idx[order], q_val[order]
-        hit = np.isin(terms, q_idx)
+        # the postings of each query term: one contiguous run of the term-sorted arrays
+        lo, hi = np.searchsorted(terms, q_idx, "left"), np.searchsorted(terms, q_idx, "right")
+        runs = [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+        hit = np.concatenate(runs) if runs else np.zeros(0, dtype=np.int64)
         rows_hit = rows[hit]
-        weights = vals[hit] * q_val[np.searchsorted(q_idx, terms[hit])]
+        weights = vals[hit] * np.repeat(q_val, hi - lo)
         scores = np.bincount(rows_hit, weights=weights, minlength=n)[:n].astype(np.float32)
         overlap = np.bincount(rows_hit, minlength=n)[:n] > 0
         return scores, overlap
@@ -339,6 +342,16 @@ class _SparsePostings:
         self.terms = np.zeros(0, dtype=np.int64)
         self.values = np.zeros(0, dtype=np.float64)
         self.rows = np.zeros(0, dtype=np.int64)
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def by_term(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(terms, values, rows)`` sorted by term, so a query term's postings are one run found by
+        binary search (scanning every posting of the collection per query was most of a sparse
+        search). Sorted again only after a change."""
+        if self._sorted is None:
+            order = np.argsort(self.terms, kind="stable")
+            self._sorted = (self.terms[order], self.values[order], self.rows[order])
+        return self._sorted
 
     def sync(self, vectors: list[Any]) -> None:
         known = len(self.seen)
@@ -356,6 +369,7 @@ class _SparsePostings:
         self.values = np.concatenate([self.values, values])
         self.rows = np.concatenate([self.rows, rows])
         self.seen.extend(new)
+        self._sorted = None
 
 
 def _json_copy(value: Any) -> Any:
