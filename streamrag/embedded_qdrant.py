@@ -5,7 +5,8 @@ point to sqlite. It is the embedded default; a Qdrant server is the production s
 its limits are handled here, behind the client's own interface:
 
 * **Threads**: it is not thread-safe and allows one process per folder, so a process shares one
-  :class:`EmbeddedClient` per folder and every call runs under one lock.
+  :class:`EmbeddedClient` per folder. Every call of the wrapped client runs alone; the fast
+  paths below only read, so they run side by side (a readers-writer lock).
 * **Commits**: it commits (and fsyncs) each point on its own. Here the points of one client call
   are committed in one transaction when the call returns: the same guarantee once
   ``upsert(..., wait=True)`` has returned, one fsync a call instead of one a point, and a call
