@@ -58,6 +58,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (all its threads; Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(xs), p))
 
@@ -239,12 +249,15 @@ def main() -> int:
     threads = [
         threading.Thread(target=worker, args=(requests[i :: args.clients],)) for i in range(args.clients)
     ]
+    server_cpu, client_cpu = process_cpu_s(api.pid), time.process_time()
     t = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     wall = time.perf_counter() - t
+    server_cpu = (process_cpu_s(api.pid) - server_cpu) / len(lat)
+    client_cpu = (time.process_time() - client_cpu) / len(lat)
     p50, p99 = pct(lat, 50), pct(lat, 99)
     print(
         f"/v1/search with {args.clients} concurrent clients: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
@@ -255,6 +268,17 @@ def main() -> int:
         + ", ".join(f"{name} p50 {pct(v, 50) * 1000:.1f} ms" for name, v in sorted(server.items()))
     )
     print(f"ratio p50(/v1/search) / sum(stage p50) = {p50 / stage_sum:.2f}   (goal <= 1.2)")
+    # What the cores allow: with the clients on the same machine, each request costs the server's
+    # CPU and its client's. With c clients always waiting on n cores, a request cannot finish
+    # faster than c * (CPU per request) / n, however well the work overlaps.
+    cores = os.cpu_count() or 1
+    per_request = server_cpu + client_cpu
+    floor = max(stage_sum, args.clients * per_request / cores)
+    print(
+        f"CPU per request: server {server_cpu * 1000:.1f} ms + client {client_cpu * 1000:.1f} ms; "
+        f"on {cores} cores {args.clients} clients cannot get p50 below ~{floor * 1000:.1f} ms "
+        f"(ratio floor {floor / stage_sum:.2f})"
+    )
 
     # /v1/answer: time to first token and tokens/s.
     ttft, tps = [], []
@@ -291,6 +315,8 @@ def main() -> int:
             "search_p99_ms": p99 * 1000,
             "stage_sum_p50_ms": stage_sum * 1000,
             "ratio": p50 / stage_sum,
+            "cpu_ms_per_request": per_request * 1000,
+            "ratio_floor": floor / stage_sum,
             "ttft_s": pct(ttft, 50) if ttft else None,
             "tokens_per_s": pct(tps, 50) if tps else None,
         }
