@@ -101,6 +101,19 @@ def new_topic(conf: dict, partitions: int) -> str:
     return name
 
 
+def forget(conf: dict, topic: str, group: str) -> None:
+    """Delete a bench's topic and consumer group (best effort): left behind, they pile up on the
+    broker, and every lag monitor samples each group."""
+    admin = AdminClient(conf)
+    futures = [*admin.delete_consumer_groups([group], request_timeout=30).values()]
+    futures += admin.delete_topics([topic], operation_timeout=30).values()
+    for fut in futures:
+        try:
+            fut.result(30)
+        except Exception as exc:  # cleanup only: say so and go on
+            print(f"(could not delete bench leftovers: {exc})")
+
+
 class Progress:
     """(committed, log-end) offsets of a group on a topic, read with one long-lived consumer.
 
@@ -353,6 +366,7 @@ def run_through_kafka(
     finally:
         running.stop()
         progress.close()
+        forget(conf, topic, group)
 
 
 def run_from_memory(

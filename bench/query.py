@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 
-from bench.ingest import Progress, make_events, new_topic
+from bench.ingest import Progress, forget, make_events, new_topic
 from producers.publisher import Publisher
 from serving.api.app import build_state
 from serving.eval.corpus import build_corpus
@@ -108,6 +108,7 @@ def main() -> int:
     progress.wait(0.2)
     progress.close()
     running.stop()
+    forget(base.kafka.librdkafka(), topic, group)
     points = client.count(S.collection_for("bench", base.embedding_model_version)).count
     print(f"indexed {len(corpus.documents)} documents, {points} chunks")
 

@@ -27,12 +27,39 @@ def stack_settings() -> Any:
 
 
 @pytest.fixture(scope="session")
-def stack(stack_settings: Any) -> Any:
-    """The real local stack (Kafka, PostgreSQL, Connect + Debezium), started if it is not up."""
+def stack(stack_settings: Any) -> Iterator[Any]:
+    """The real local stack (Kafka, PostgreSQL, Connect + Debezium), started if it is not up.
+
+    It is left running; the consumer groups the session created are deleted at its end."""
+    from confluent_kafka.admin import AdminClient
+
     from stack.manager import up
 
     up(stack_settings, log=lambda _msg: None)
-    return stack_settings
+    before = _groups(AdminClient(stack_settings.kafka.librdkafka()))
+    yield stack_settings
+    _forget_new_groups(stack_settings, before)
+
+
+def _groups(admin: Any) -> set[str]:
+    return {g.group_id for g in admin.list_consumer_groups(request_timeout=30).result().valid}
+
+
+def _forget_new_groups(stack_settings: Any, before: set[str]) -> None:
+    """Delete the consumer groups the session created (uuid-named, one or more per test): left
+    behind, they pile up on the dev broker, and every lag monitor samples each of them."""
+    from confluent_kafka.admin import AdminClient
+
+    from streamrag.contracts import Groups
+
+    admin = AdminClient(stack_settings.kafka.librdkafka())
+    with contextlib.suppress(Exception):  # best effort: a leftover group harms no test
+        keep = {Groups.PIPELINE, Groups.DRIFT, Groups.TRAINING}
+        new = sorted(_groups(admin) - before - keep)
+        if new:
+            for fut in admin.delete_consumer_groups(new, request_timeout=30).values():
+                with contextlib.suppress(Exception):  # a group still in use stays
+                    fut.result(30)
 
 
 @pytest.fixture
