@@ -50,7 +50,7 @@ test-unit: setup ## Only the tests of pure logic (no stack)
 lint: setup ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy streamrag stack producers streams consumers serving training
+	$(BIN)/mypy streamrag stack producers streams consumers serving training bench
 
 format: setup
 	$(BIN)/ruff format .

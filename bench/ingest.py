@@ -378,14 +378,15 @@ def run_from_memory(
 
     from streams.flow import Runtime, build_flow
     from streams.kafka_source import RawBatch, RawMessage
+    from streams.batch import Work
 
     written = [0]
 
-    class _Null(StatelessSinkPartition):  # type: ignore[type-arg]
-        def write_batch(self, items: list) -> None:  # type: ignore[type-arg]
+    class _Null(StatelessSinkPartition[Work]):
+        def write_batch(self, items: list[Work]) -> None:
             written[0] += sum(w.written_chunks for w in items)
 
-    class NullSink(DynamicSink):  # type: ignore[type-arg]
+    class NullSink(DynamicSink[Work]):
         def build(self, step_id: str, worker_index: int, worker_count: int) -> _Null:
             return _Null()
 
@@ -407,7 +408,7 @@ def run_from_memory(
     return time.perf_counter() - t, written[0]
 
 
-def _freshness(store, version: int) -> list[float]:  # type: ignore[no-untyped-def]
+def _freshness(store: Any, version: int) -> list[float]:
     points, _ = store.client.scroll(store.registry, limit=100_000, with_payload=True)
     out = []
     for p in points:
