@@ -376,9 +376,9 @@ def run_from_memory(
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
     from bytewax.testing import TestingSource, run_main
 
+    from streams.batch import Work
     from streams.flow import Runtime, build_flow
     from streams.kafka_source import RawBatch, RawMessage
-    from streams.batch import Work
 
     written = [0]
 
