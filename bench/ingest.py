@@ -46,6 +46,7 @@ from streams.clean import clean_text
 from streams.embed import Embedder
 from streams.runner import start_in_thread
 from streams.settings import PipelineSettings
+from streams.steps import document_text
 
 
 def cpu_times() -> list[int]:
@@ -87,11 +88,8 @@ def make_events(docs: list, tenant: str, version: int = 1) -> list[DocumentEvent
 
 def chunks_per_event(events: list[DocumentEvent], chunker: Chunker) -> list[list[Any]]:
     """Each event's chunks, cleaned and chunked as the pipeline does."""
-    out = []
-    for ev in events:
-        title, body = clean_text(ev.title), clean_text(ev.body)
-        out.append(chunker.chunk(f"{title}\n\n{body}" if title and body else title or body))
-    return out
+    texts = [document_text(clean_text(ev.title), clean_text(ev.body)) for ev in events]
+    return chunker.chunk_many(texts)
 
 
 def new_topic(conf: dict, partitions: int) -> str:

@@ -64,7 +64,7 @@ def chunk(work: Work, chunker: Chunks) -> Work:
 
     The batch's texts are tokenised together (:meth:`Chunker.chunk_many`)."""
     upserts = [i for i, doc in enumerate(work.docs) if doc.src.event.op is not Op.DELETE]
-    texts = [_text_of(work.docs[i]) for i in upserts]
+    texts = [document_text(work.docs[i].title, work.docs[i].body) for i in upserts]
     cut = dict(zip(upserts, chunker.chunk_many(texts), strict=True))
     docs = []
     for i, doc in enumerate(work.docs):
@@ -85,8 +85,9 @@ def chunk(work: Work, chunker: Chunks) -> Work:
     return replace(work, docs=tuple(docs))
 
 
-def _text_of(doc: PreparedDoc) -> str:
-    return f"{doc.title}\n\n{doc.body}" if doc.title and doc.body else doc.title or doc.body
+def document_text(title: str, body: str) -> str:
+    """The text a document is chunked as: its title and body, a paragraph apart."""
+    return f"{title}\n\n{body}" if title and body else title or body
 
 
 class Encodes(Protocol):
