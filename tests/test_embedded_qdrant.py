@@ -738,27 +738,30 @@ def _in_thread(body: Callable[[], None]) -> threading.Thread:
     return t
 
 
+def _reader_holding(
+    lock: _ReadWriteLock, inside: threading.Event, release: threading.Event
+) -> threading.Thread:
+    """A thread that takes the read side, sets ``inside`` and holds it until ``release``."""
+
+    def read() -> None:
+        with lock.read():
+            inside.set()
+            release.wait(5)
+
+    return _in_thread(read)
+
+
 def test_readers_overlap_and_a_writer_waits_for_them() -> None:
     lock = _ReadWriteLock()
     first_in, second_in, release, writer_in = (threading.Event() for _ in range(4))
-
-    def first() -> None:
-        with lock.read():
-            first_in.set()
-            release.wait(5)
-
-    def second() -> None:
-        with lock.read():
-            second_in.set()
-            release.wait(5)
 
     def writer() -> None:
         with lock.write():
             writer_in.set()
 
-    threads = [_in_thread(first)]
+    threads = [_reader_holding(lock, first_in, release)]
     assert first_in.wait(5)
-    threads.append(_in_thread(second))
+    threads.append(_reader_holding(lock, second_in, release))
     assert second_in.wait(5), "a second reader waited for the first"
     threads.append(_in_thread(writer))
     assert not writer_in.wait(0.2), "a writer ran beside readers"
@@ -773,11 +776,6 @@ def test_a_waiting_writer_goes_before_new_readers() -> None:
     reading, release, late_reader_in = threading.Event(), threading.Event(), threading.Event()
     order: list[str] = []
 
-    def reader() -> None:
-        with lock.read():
-            reading.set()
-            release.wait(5)
-
     def writer() -> None:
         with lock.write():
             order.append("writer")
@@ -787,7 +785,7 @@ def test_a_waiting_writer_goes_before_new_readers() -> None:
             order.append("late reader")
             late_reader_in.set()
 
-    threads = [_in_thread(reader)]
+    threads = [_reader_holding(lock, reading, release)]
     assert reading.wait(5)
     threads.append(_in_thread(writer))
     time.sleep(0.1)  # the writer is waiting now
