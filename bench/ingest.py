@@ -199,7 +199,7 @@ def main() -> int:
     chunk_counts = [len(event_chunks) for event_chunks in per_event]
     print(
         f"corpus: {len(events)} documents, {len(texts)} chunks, {sum(map(len, texts)):,} chars; "
-        f"machine: {platform.node()} {os.cpu_count()} cpus; torch threads {__import__('torch').get_num_threads()}"
+        f"machine: {platform.node()} {os.cpu_count()} cpus; model streams {embedder.streams} x {__import__('torch').get_num_threads()} torch thread(s)"
     )
 
     embedder.encode(texts[:64])  # warm-up

@@ -29,6 +29,11 @@ class ApiSettings(CommonSettings):
         "its process. 1 serves concurrent requests best: each request embeds on its own core instead of "
         "all of them fighting over every core (bench/query.py). None leaves torch's default (all cores).",
     )
+    query_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="dtype of query embedding; auto = bf16 where the CPU computes it natively (as the "
+        "pipeline embeds documents), else fp32.",
+    )
     default_k: int = 5
     max_k: int = 50
     candidates: int = Field(default=40, description="Per-retriever candidates before fusion.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ class Embedder:
 
     ``dtype="bf16"`` runs the model in bfloat16 (faster on CPUs with AVX-512 BF16); its vectors are
     returned as float32. ``max_tokens`` is the model's limit including special tokens.
+
+    On a CPU the model runs ``streams`` batches at once, each on ``threads / streams`` torch
+    threads: this model's small kernels scale poorly across threads, and on 2 cores two calls of
+    1 thread each encoded 16% more chunks per second than one call of 2 threads (median of 8
+    alternating rounds, bench/RESULTS.md). ``streams=None`` means 2 on a CPU with 2 or more cores and
+    1 on a GPU. torch's thread count is process-wide, so the last embedder built sets it.
     """
 
     def __init__(
@@ -62,14 +69,22 @@ class Embedder:
         batch_size: int = 32,
         threads: int | None = None,
         device: str = "cpu",
+        streams: int | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if threads:
-            torch.set_num_threads(threads)
+        cores = threads or os.cpu_count() or 1
+        self.streams = streams or (min(2, cores) if device == "cpu" else 1)
+        if threads or self.streams > 1:
+            torch.set_num_threads(max(1, cores // self.streams))
+        self._pool = (
+            ThreadPoolExecutor(self.streams - 1, thread_name_prefix="streamrag-embed")
+            if self.streams > 1
+            else None
+        )
         self.path = path or default_model_path()
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
             raise ModelNotAvailable(f"no sentence-transformers model at {self.path}")
@@ -85,48 +100,60 @@ class Embedder:
         self.last_batch_s = 0.0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``(len(texts), dim)`` float32, unit length; input order preserved."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        start = time.perf_counter()
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        self.last_batch_s = time.perf_counter() - start
-        out = np.asarray(vectors, dtype=np.float32)
-        if self.dtype != "fp32":  # bf16 rounding leaves norms slightly off 1: renormalise in fp32
-            out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
-        return out
+        """``(len(texts), dim)`` float32, unit length; input order preserved. A text longer than the
+        model is cut to its first ``max_tokens - 2`` tokens, as sentence-transformers does (tested)."""
+        limit = self.max_tokens - 2
+        return self._encode_rows([ids[:limit] for ids in self.complete_ids(texts)])
 
     def encode_tokenised(self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]) -> np.ndarray:
         """:meth:`encode` for texts whose token ids (without special tokens) are already known.
 
         ``token_ids[i]`` must be ``tokenizer(texts[i])``'s ids (the chunker gives them when they are
         exactly that) or None, for which the text is tokenised here. Same vectors as :meth:`encode`
-        (tested), one tokenisation fewer: the model runs on the ids, sorted by length into
-        ``batch_size`` batches and padded like sentence-transformers does.
+        (tested), one tokenisation fewer. Unlike :meth:`encode`, a text longer than the model is an
+        error: the chunker sizes windows to the model, and the model must never cut one silently.
         """
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
         rows = self.complete_ids(texts, token_ids)
         limit = self.max_tokens - 2
         if any(len(r) > limit for r in rows):
-            # the chunker sizes windows to the model; never let the model cut a text silently
             raise ValueError(f"a text has more than the model's {limit} tokens: chunk it first")
-        cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        return self._encode_rows(rows)
+
+    def _encode_rows(self, rows: list[list[int]]) -> np.ndarray:
+        """Unit vectors for token-id rows (no special tokens, each within the model's limit).
+
+        The rows, longest first, are dealt to the streams in turn, so every stream gets a share of
+        each length (the streams finish together), and each stream cuts its share into batches of
+        at most ``batch_size``, padded like sentence-transformers does."""
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
-        device = self.model.device
+        if not rows:
+            return out
         start = time.perf_counter()
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        shares = [order[k :: self.streams] for k in range(self.streams)]
+        work = [
+            [share[b : b + self.batch_size] for b in range(0, len(share), self.batch_size)]
+            for share in shares
+        ]
+        others = (
+            [self._pool.submit(self._run_batches, rows, w, out) for w in work[1:] if w] if self._pool else []
+        )
+        self._run_batches(rows, work[0], out)
+        for f in others:
+            f.result()
+        self.last_batch_s = time.perf_counter() - start
+        out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)  # bf16 rounding leaves norms off 1
+        return out
+
+    def _run_batches(self, rows: list[list[int]], batches: list[list[int]], out: np.ndarray) -> None:
+        """Runs the model on ``batches`` (lists of row indices, each sorted longest first) and writes
+        each row's vector to ``out`` (streams write disjoint rows)."""
+        import torch
+
+        cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
+        device = self.model.device
         with torch.inference_mode():
-            for b in range(0, len(order), self.batch_size):
-                idx = order[b : b + self.batch_size]
+            for idx in batches:
                 width = len(rows[idx[0]]) + 2
                 ids = torch.full((len(idx), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -140,11 +167,7 @@ class Embedder:
                     "token_type_ids": torch.zeros_like(ids).to(device),
                     "modality": "text",
                 }
-                emb = self.model.forward(features)["sentence_embedding"].float().cpu().numpy()
-                out[idx] = emb
-        self.last_batch_s = time.perf_counter() - start
-        out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
-        return out
+                out[idx] = self.model.forward(features)["sentence_embedding"].float().cpu().numpy()
 
     def complete_ids(
         self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None] | None = None

@@ -63,6 +63,7 @@ class Runtime:
             settings.embed_batch_size,
             settings.torch_threads,
             settings.embedding_device,
+            settings.embed_streams,
         )
         chunker = Chunker(
             embedder.tokenizer,

@@ -29,7 +29,7 @@ def build_state(
     generator_url: str | None = None,
 ) -> ApiState:
     client = client if client is not None else settings.qdrant.client()
-    encoder = encoder or QueryEncoder(settings.embedding_model_path)
+    encoder = encoder or QueryEncoder(settings.embedding_model_path, dtype=settings.query_dtype)
     registry = CollectorRegistry()
     url = generator_url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}"
     token = settings.tgi_token.get_secret_value() if settings.tgi_token else None

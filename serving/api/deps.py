@@ -1,4 +1,9 @@
-"""Typed dependencies: the app state and the caller's tenant (from the API key, never the body)."""
+"""Typed dependencies: the app state and the caller's tenant (from the API key, never the body).
+
+Both are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, and two thread
+hand-offs per request cost more than these lookups (each waits for the GIL while another request
+runs Python).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ from serving.api.state import ApiState
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Maps to one tenant.")
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
 
-def get_tenant(
+async def get_tenant(
     state: Annotated[ApiState, Depends(get_state)], key: Annotated[str | None, Security(api_key_header)]
 ) -> str:
     if not key:

@@ -1,4 +1,5 @@
-"""The pipeline's embedder on the chunker's token ids gives the vectors of the texts themselves.
+"""The pipeline's embedder gives sentence-transformers' own vectors: from texts, from the chunker's
+token ids, and with the model run as one stream or two at once.
 
 Real model (the packaged MiniLM), real chunker, real text (Debian FAQ sections and man pages).
 """
@@ -19,6 +20,14 @@ def embedder() -> Embedder:
     return Embedder(dtype="fp32", batch_size=8)
 
 
+def library_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """The reference: sentence-transformers' own encode on the same model."""
+    out: np.ndarray = embedder.model.encode(
+        texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return out.astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def chunks(embedder: Embedder) -> list:  # type: ignore[type-arg]
     chunker = Chunker(embedder.tokenizer, ChunkingConfig(128, 32, 384), embedder.max_tokens)
@@ -30,11 +39,36 @@ def chunks(embedder: Embedder) -> list:  # type: ignore[type-arg]
 
 def test_vectors_from_token_ids_equal_vectors_from_text(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
     texts = [c.text for c in chunks]
+    reference = library_vectors(embedder, texts)
     from_text = embedder.encode(texts)
     from_ids = embedder.encode_tokenised(texts, [c.token_ids for c in chunks])
-    assert from_ids.shape == from_text.shape
-    np.testing.assert_allclose(np.linalg.norm(from_ids, axis=1), 1.0, atol=1e-5)
-    assert float(np.min(np.sum(from_ids * from_text, axis=1))) > 0.99999
+    for vectors in (from_text, from_ids):
+        assert vectors.shape == reference.shape
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert float(np.min(np.sum(vectors * reference, axis=1))) > 0.99999
+
+
+def test_streams_share_the_batches_and_keep_the_order(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
+    """One stream or three at once: the same vector in the same row, whatever the batch count
+    (fewer texts than streams, fewer than a batch, many batches)."""
+    texts = [c.text for c in chunks]
+    one = embedder.encode(texts)
+    assert embedder.streams >= 1
+    three = Embedder(dtype="fp32", batch_size=8, streams=3)
+    for n in (1, 2, 5, len(texts)):
+        np.testing.assert_allclose(three.encode(texts[:n]), one[:n], atol=1e-5)
+    assert three.encode([]).shape == (0, embedder.dim)
+
+
+def test_encode_cuts_a_text_longer_than_the_model_as_the_library_does(
+    embedder: Embedder, chunks: list
+) -> None:  # type: ignore[type-arg]
+    long_text = " ".join(c.text for c in chunks[:6])
+    assert len(embedder.token_ids(long_text)) > embedder.max_tokens
+    got = embedder.encode([long_text, chunks[0].text])
+    assert (
+        float(np.min(np.sum(got * library_vectors(embedder, [long_text, chunks[0].text]), axis=1))) > 0.99999
+    )
 
 
 def test_texts_without_ids_are_tokenised(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
