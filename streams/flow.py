@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,6 +47,9 @@ class Runtime:
     features: TopicWriter | None
     metrics: PipelineMetrics
     stop: threading.Event
+    # One thread for model calls, shared by the process's workers and partitions: the model runs
+    # one call at a time (each on the embedder's streams) while the workers do everything else.
+    model_thread: ThreadPoolExecutor | None = None
 
     @classmethod
     def create(
@@ -94,6 +98,9 @@ class Runtime:
             else None,
             metrics=PipelineMetrics(),
             stop=stop or threading.Event(),
+            model_thread=ThreadPoolExecutor(1, thread_name_prefix="streamrag-model")
+            if settings.embed_in_background
+            else None,
         )
 
     # --- steps (thin: the logic is in streams.steps and the collaborators) ------------------------
@@ -129,6 +136,7 @@ class Runtime:
             self.embed_slice,
             self.settings.embed_slice_chunks,
             finish=self.write,
+            executor=self.model_thread,
         )
 
     def embed_slice(self, plan: list[tuple[steps.EmbedJob, int]]) -> int:
@@ -187,7 +195,8 @@ def build_flow(
     written = op.stateful_batch("embed_write", by_partition, rt.embed_queue)
     # (topic:partition, Work): chunks embedded (unit dense + sparse lexical vectors) a slice at a
     # time, each batch written as soon as it is embedded: its documents' chunk sets replaced in
-    # Qdrant, stale chunks deleted (acknowledged). A small batch may overtake a large one
+    # Qdrant, stale chunks deleted (acknowledged). The model runs on a background thread while the
+    # worker reads, cleans, chunks and writes. A small batch may overtake a large one
     # (streams.schedule); the commit puts them back in order.
     work = op.key_rm("unkey", written)
     work = op.map("features", work, rt.emit_features)

@@ -17,6 +17,13 @@ therefore finish out of order; the committer commits each partition's offsets in
 (:mod:`streams.commit`), and the index store is exact under any order of writes (its version
 registry), so only the order of finishing changes, never the result.
 
+With an ``executor`` the turn's model call runs in the background: the turn hands its slice to
+the executor and returns, and the next turn collects it, hands over the next slice, and only then
+writes the batches the collected slice finished. Meanwhile the worker goes on reading, cleaning
+and chunking, so the pipeline's own work overlaps the model instead of alternating with it. One
+slice per partition is in flight at a time, and the flow gives every partition one shared
+single-thread executor, so the model never runs more calls at once than the embedder's streams.
+
 The queue is in memory only: the pipeline's position is the committed offset, which never passes
 a queued batch, so a crash re-reads whatever was queued.
 """
@@ -24,6 +31,7 @@ a queued batch, so a crash re-reads whatever was queued.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
@@ -47,6 +55,8 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         embed: Callable[[list[tuple[EmbedJob, int]]], int],
         slice_chunks: int,
         finish: Callable[[Work], Work] = lambda work: work,
+        executor: Executor | None = None,
+        wait_s: float = 0.002,
     ) -> None:
         if slice_chunks < 2:
             raise ValueError("slice_chunks must be at least 2")
@@ -55,6 +65,11 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         self._finish = finish
         self._slice = slice_chunks
         self._jobs: list[EmbedJob] = []  # in arrival order
+        self._executor = executor
+        # How long a turn waits for the slice in flight before giving the other steps their turn:
+        # long enough not to spin the worker, short enough not to hold up reading and writing.
+        self._wait_s = wait_s
+        self._inflight: tuple[Future[int], list[tuple[EmbedJob, int]]] | None = None
 
     def on_batch(self, values: list[Work]) -> tuple[list[Work], bool]:
         self._jobs.extend(self._start(w) for w in values)
@@ -66,14 +81,15 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
     def on_eof(self) -> tuple[list[Work], bool]:
         """The input ended (the pipeline is stopping): finish everything queued."""
         out = []
-        while self._jobs:
-            out.extend(self._turn())
+        while self._jobs or self._inflight is not None:
+            out.extend(self._turn(block=True))
         return out, StatefulBatchLogic.DISCARD
 
     def notify_at(self) -> datetime | None:
         # Work left: come back on the next turn, after the other steps have run. A time already
         # past: with "now", Bytewax parked the worker until a timer fired, 50-85 ms a turn (measured).
-        return datetime.now(UTC) - timedelta(seconds=1) if self._jobs else None
+        busy = self._jobs or self._inflight is not None
+        return datetime.now(UTC) - timedelta(seconds=1) if busy else None
 
     def snapshot(self) -> None:
         # Nothing to recover: the committed offset is the restart point and never passes a queued
@@ -81,10 +97,39 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         return None
 
     def _discard(self) -> bool:
-        return not self._jobs
+        return not self._jobs and self._inflight is None
 
-    def _turn(self) -> list[Work]:
-        """One turn: up to ``slice_chunks`` chunks embedded; returns the batches that finished."""
+    def _turn(self, block: bool = False) -> list[Work]:
+        """One turn; returns the batches that finished (written by ``finish``).
+
+        Without an executor: the next slice embedded now. With one: the slice in flight collected
+        (or, if it is not done within ``wait_s`` and ``block`` is false, nothing), the next slice
+        handed over, then the collected slice's finished batches written."""
+        if self._executor is None:
+            plan = self._plan()
+            if not plan:
+                return []
+            self._embed(plan)
+            return self._collect(plan)
+        done: list[EmbedJob] = []
+        if self._inflight is not None:
+            future, plan = self._inflight
+            try:
+                future.result(timeout=None if block else self._wait_s)  # raises the model's errors
+            except TimeoutError:
+                return []
+            self._inflight = None
+            done = self._settle(plan)
+        plan = self._plan()
+        while plan and not any(n for _, n in plan):  # nothing to embed (deletes only): done now
+            done += self._settle(plan)
+            plan = self._plan()
+        if plan:
+            self._inflight = (self._executor.submit(self._embed, plan), plan)
+        return [self._finish(job.result()) for job in done]
+
+    def _plan(self) -> list[tuple[EmbedJob, int]]:
+        """The next slice: up to ``slice_chunks`` chunks as (job, chunks) pairs, the oldest job last."""
         if not self._jobs:
             return []
         oldest, rest = self._jobs[0], self._jobs[1:]
@@ -98,7 +143,13 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
             budget -= job.remaining
         plan.append((oldest, min(oldest.remaining, reserved + budget)))
         # one call for the whole turn: full model batches even when several batches share it
-        self._embed(plan)
-        out = [self._finish(job.result()) for job, _ in plan if not job.remaining]
+        return plan
+
+    def _settle(self, plan: list[tuple[EmbedJob, int]]) -> list[EmbedJob]:
+        """After ``plan`` was embedded: its finished jobs (in plan order), dropped from the queue."""
+        done = [job for job, _ in plan if not job.remaining]
         self._jobs = [job for job in self._jobs if job.remaining]
-        return out
+        return done
+
+    def _collect(self, plan: list[tuple[EmbedJob, int]]) -> list[Work]:
+        return [self._finish(job.result()) for job in self._settle(plan)]

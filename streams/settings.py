@@ -51,6 +51,11 @@ class PipelineSettings(CommonSettings):
     torch_threads: int | None = Field(
         default=None, description="CPU threads for the embedder, shared by its streams; None = cores."
     )
+    embed_in_background: bool = Field(
+        default=True,
+        description="Run each model call on a background thread, so reading, cleaning, chunking and "
+        "writing go on while the model runs (streams.schedule); false alternates them on one thread.",
+    )
     embed_streams: int | None = Field(
         default=None,
         ge=1,

@@ -88,3 +88,34 @@ def test_a_text_longer_than_the_model_is_refused_not_cut(embedder: Embedder) -> 
     too_long = [1000] * (embedder.max_tokens - 1)
     with pytest.raises(ValueError, match="chunk it first"):
         embedder.encode_tokenised(["x"], [too_long])
+
+
+def test_the_default_embedder_is_a_frozen_graph_and_bf16_agrees_with_fp32(
+    embedder: Embedder, chunks: list
+) -> None:  # type: ignore[type-arg]
+    texts = [c.text for c in chunks]
+    assert embedder._graph is not None  # and the tests above compare it with the library's encode
+    bf16 = Embedder(dtype="bf16", batch_size=8)
+    assert bf16._graph is not None
+    assert float(np.min(np.sum(bf16.encode(texts) * library_vectors(embedder, texts), axis=1))) > 0.999
+
+
+def test_a_model_that_cannot_be_traced_stays_eager_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    chunks: list,  # type: ignore[type-arg]
+) -> None:
+    import logging
+
+    import torch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("tracing refused")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    with caplog.at_level(logging.WARNING, logger="streamrag.streams"):
+        eager = Embedder(dtype="fp32", batch_size=8)
+    assert eager._graph is None and Embedder(dtype="fp32", frozen=False)._graph is None
+    assert "stays eager" in caplog.text and "tracing refused" in caplog.text
+    texts = [c.text for c in chunks[:5]]
+    assert float(np.min(np.sum(eager.encode(texts) * library_vectors(eager, texts), axis=1))) > 0.99999

@@ -6,8 +6,10 @@ text a vector derived from the text itself, so a test can check that each chunk 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -226,6 +228,140 @@ def test_end_of_input_finishes_everything_queued() -> None:
     out += first
     assert sum(emb.calls) == 17 and max(emb.calls) <= 4
     assert all(ch.dense for w in out for d in w.docs for ch in d.chunks)
+
+
+# --- EmbedQueue with the model on a background thread ---------------------------------------------
+
+
+class Recorded(Executor):
+    """An executor that runs a call only when the test says so, recording the order of events."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.pending: list[tuple[Future[int], Callable[..., int], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., int], /, *args: Any, **kwargs: Any) -> Future[int]:  # type: ignore[override]
+        future: Future[int] = Future()
+        self.pending.append((future, fn, args))
+        self.log.append("submit")
+        return future
+
+    def run_next(self) -> None:
+        future, fn, args = self.pending.pop(0)
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # as a real executor does: the error goes to the future
+            future.set_exception(exc)
+        self.log.append("model done")
+
+
+def background_queue(
+    emb: CountingEmbedder, executor: Executor, slice_chunks: int, log: list[str]
+) -> EmbedQueue:
+    def finish(work: Work) -> Work:
+        log.append(f"write {work.seq}")
+        return work
+
+    return EmbedQueue(
+        lambda w: EmbedJob(w, emb),
+        lambda plan: embed_together(emb, plan),
+        slice_chunks,
+        finish=finish,
+        executor=executor,
+        wait_s=0.001,
+    )
+
+
+def drain(q: EmbedQueue, executor: Recorded) -> list[Work]:
+    out: list[Work] = []
+    while executor.pending:
+        executor.run_next()
+        got, _ = q.on_notify()
+        out += got
+    return out
+
+
+def test_the_next_slice_is_handed_over_before_the_last_ones_batches_are_written() -> None:
+    emb = CountingEmbedder()
+    log: list[str] = []
+    ex = Recorded(log)
+    q = background_queue(emb, ex, 4, log)
+    out, discard = q.on_batch([batch(0, 3), batch(1, 6)])
+    assert out == [] and not discard and log == ["submit"]  # the turn returns at once
+    out, _ = q.on_notify()  # the slice is not done: nothing yet, no second call
+    assert out == [] and log == ["submit"] and q.notify_at() is not None
+    ex.run_next()
+    out, _ = q.on_notify()
+    # batch 0 (3 chunks) and 1 of batch 1 were embedded; the next slice went before batch 0's write
+    assert seqs(out) == [0] and log == ["submit", "model done", "submit", "write 0"]
+    out = drain(q, ex)
+    assert seqs(out) == [1] and q.notify_at() is None and sum(emb.calls) == 9
+
+
+def test_background_turns_give_the_batches_and_vectors_of_inline_turns() -> None:
+    arrivals = [[batch(0, 40)], [batch(1, 2), batch(2, 3)], [batch(3, 7)], [], [batch(4, 1)], []]
+    inline = queue(CountingEmbedder(), slice_chunks=12)
+    ex = Recorded([])
+    background = background_queue(CountingEmbedder(), ex, 12, [])
+    expected: list[Work] = []
+    got: list[Work] = []
+    for values in arrivals:
+        expected += (inline.on_batch(values) if values else inline.on_notify())[0]
+        got += (background.on_batch(values) if values else background.on_notify())[0]
+        if ex.pending:
+            ex.run_next()
+    expected += inline.on_eof()[0]
+    got += drain(background, ex)
+    got += background.on_eof()[0]
+    assert sorted(got, key=lambda w: w.seq) == sorted(expected, key=lambda w: w.seq)
+    assert len(got) == 5 and all(ch.dense for w in got for d in w.docs for ch in d.chunks)
+
+
+def test_end_of_input_waits_for_the_slice_in_flight_on_a_real_thread() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = threading.Event()
+
+    class Slow(CountingEmbedder):
+        def encode_tokenised(
+            self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]
+        ) -> np.ndarray:
+            gate.wait(5)
+            return super().encode_tokenised(texts, token_ids)
+
+    emb = Slow()
+    with ThreadPoolExecutor(1) as ex:
+        q = background_queue(emb, ex, 4, [])
+        out, _ = q.on_batch([batch(0, 10), batch(1, 1)])
+        out += q.on_notify()[0]  # waits wait_s, then gives the other steps their turn
+        assert out == []
+        gate.set()
+        rest, discard = q.on_eof()
+    assert sorted(seqs(out + rest)) == [0, 1] and discard and sum(emb.calls) == 11
+
+
+def test_a_model_error_in_the_background_fails_the_turn_that_collects_it() -> None:
+    class Broken(CountingEmbedder):
+        def encode_tokenised(
+            self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]
+        ) -> np.ndarray:
+            raise RuntimeError("model failed")
+
+    ex = Recorded([])
+    q = background_queue(Broken(), ex, 4, [])
+    q.on_batch([batch(0, 2)])
+    ex.run_next()
+    with pytest.raises(RuntimeError, match="model failed"):
+        q.on_notify()
+
+
+def test_batches_without_chunks_finish_without_a_model_call_in_the_background() -> None:
+    log: list[str] = []
+    q = background_queue(CountingEmbedder(), Recorded(log), 4, log)
+    deletes = replace(batch(1, 1), docs=tuple(replace(d, chunks=()) for d in batch(1, 1).docs))
+    out, discard = q.on_batch([deletes])
+    assert seqs(out) == [1] and discard and log == ["write 1"]
 
 
 def test_a_slice_below_two_is_refused() -> None:
