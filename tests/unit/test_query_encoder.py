@@ -56,7 +56,7 @@ def test_bf16_vectors_agree_with_fp32_on_real_questions(
 
 
 def test_auto_is_bf16_where_the_cpu_computes_it() -> None:
-    from serving.retrieval.search import cpu_has_bf16
+    from streamrag.sentence_model import cpu_has_bf16
 
     assert QueryEncoder(frozen=False).dtype == ("bf16" if cpu_has_bf16() else "fp32")
 
