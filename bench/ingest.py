@@ -345,11 +345,11 @@ def run_through_kafka(
         end = time.perf_counter()
         written = metrics.chunks_written._value.get()
         P = written / (end - t_in)
-        model_s = metrics.embed_seconds._sum.get()
+        model_s = metrics.embed_seconds._sum.get()  # summed over slices, which overlap
         print(
             f"   first event read {t_in - t:.2f} s after start ({written / (end - t):.1f} chunks/s counted "
-            f"from start); {end - t_in:.1f} s from it to the last commit, model calls {model_s:.1f} s of it "
-            f"({model_s / (end - t_in):.0%}): the model alone ran at {written / model_s:.1f} chunks/s"
+            f"from start); {end - t_in:.1f} s from it to the last commit, with {model_s / (end - t_in):.2f} "
+            f"slices in the model on average (at most the {embedder.streams} streams keep it busy)"
         )
         if not freshness:
             return P, None

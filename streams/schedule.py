@@ -21,8 +21,9 @@ With an ``executor`` the turn's model call runs in the background: the turn hand
 the executor and returns, and the next turn collects it, hands over the next slice, and only then
 writes the batches the collected slice finished. Meanwhile the worker goes on reading, cleaning
 and chunking, so the pipeline's own work overlaps the model instead of alternating with it. One
-slice per partition is in flight at a time, and the flow gives every partition one shared
-single-thread executor, so the model never runs more calls at once than the embedder's streams.
+slice per partition is in flight at a time. The flow gives every partition one shared executor
+with a thread per embedder stream, so several partitions' slices are embedded at once and the
+embedder's streams always have a batch waiting while there is work (:class:`streams.embed.Embedder`).
 
 The queue is in memory only: the pipeline's position is the committed offset, which never passes
 a queued batch, so a crash re-reads whatever was queued.

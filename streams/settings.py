@@ -53,7 +53,7 @@ class PipelineSettings(CommonSettings):
     )
     embed_in_background: bool = Field(
         default=True,
-        description="Run each model call on a background thread, so reading, cleaning, chunking and "
+        description="Run model calls on background threads (one per embed stream), so reading, cleaning, chunking and "
         "writing go on while the model runs (streams.schedule); false alternates them on one thread.",
     )
     embed_streams: int | None = Field(

@@ -12,7 +12,7 @@ import pytest
 from serving.eval.corpus import build_corpus
 from streams.chunk import Chunker, ChunkingConfig
 from streams.clean import clean_text
-from streams.embed import Embedder
+from streams.embed import Embedder, even_cuts
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,41 @@ def test_streams_share_the_batches_and_keep_the_order(embedder: Embedder, chunks
     for n in (1, 2, 5, len(texts)):
         np.testing.assert_allclose(three.encode(texts[:n]), one[:n], atol=1e-5)
     assert three.encode([]).shape == (0, embedder.dim)
+
+
+def test_calls_from_several_threads_at_once_get_their_own_rows(embedder: Embedder, chunks: list) -> None:  # type: ignore[type-arg]
+    """The pipeline's partitions call the embedder at once; the streams interleave their batches,
+    and every call still gets exactly its own texts' vectors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [c.text for c in chunks]
+    expected = embedder.encode(texts)
+    two = Embedder(dtype="fp32", batch_size=4, streams=2)
+    parts = [(b, min(b + 7, len(texts))) for b in range(0, len(texts), 7)]  # calls of 7: 2 batches each
+    with ThreadPoolExecutor(4) as callers:
+        got = list(callers.map(lambda p: two.encode(texts[p[0] : p[1]]), parts * 3))
+    for (b, e), vectors in zip(parts * 3, got, strict=True):
+        np.testing.assert_allclose(vectors, expected[b:e], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "streams", "sizes"),
+    [
+        (70, 32, 2, [18, 18, 17, 17]),  # not 32, 32, 6: the streams finish together
+        (64, 32, 2, [32, 32]),
+        (65, 32, 2, [17, 16, 16, 16]),
+        (1, 32, 2, [1]),  # fewer rows than streams
+        (3, 32, 4, [1, 1, 1]),
+        (33, 32, 1, [17, 16]),
+        (0, 32, 2, []),
+    ],
+)
+def test_even_cuts(n: int, batch: int, streams: int, sizes: list[int]) -> None:
+    cuts = even_cuts(n, batch, streams)
+    assert [e - b for b, e in cuts] == sizes
+    assert [b for b, _ in cuts] == [0, *(e for _, e in cuts)][: len(cuts)]  # contiguous, in order
+    assert sum(e - b for b, e in cuts) == n
+    assert all(e - b <= batch for b, e in cuts)
 
 
 def test_encode_cuts_a_text_longer_than_the_model_as_the_library_does(
