@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bytewax.operators as op
@@ -29,7 +29,7 @@ from streams.index_store import IndexStore
 from streams.kafka_out import TopicWriter
 from streams.kafka_source import KafkaPartitionedSource, RawBatch
 from streams.metrics import PipelineMetrics
-from streams.schedule import EmbedQueue
+from streams.schedule import EmbedQueue, InFlight
 from streams.settings import PipelineSettings
 from streams.validate import validate
 
@@ -52,6 +52,8 @@ class Runtime:
     # stream: up to that many partitions' slices are embedded at once (the embedder's streams take
     # their batches in turn) while the workers do everything else.
     model_threads: ThreadPoolExecutor | None = None
+    # The slices in the model, oldest first: a worker waits only for the oldest (streams.schedule).
+    inflight: InFlight = field(default_factory=InFlight)
 
     @classmethod
     def create(
@@ -139,6 +141,9 @@ class Runtime:
             self.settings.embed_slice_chunks,
             finish=self.write,
             executor=self.model_threads,
+            # A slice takes ~0.2-0.5 s on a CPU; the wait bounds how late new input is read meanwhile.
+            wait_s=0.02,
+            inflight=self.inflight,
         )
 
     def embed_slice(self, plan: list[tuple[steps.EmbedJob, int]]) -> int:

@@ -24,6 +24,10 @@ and chunking, so the pipeline's own work overlaps the model instead of alternati
 slice per partition is in flight at a time. The flow gives every partition one shared executor
 with a thread per embedder stream, so several partitions' slices are embedded at once and the
 embedder's streams always have a batch waiting while there is work (:class:`streams.embed.Embedder`).
+A turn whose slice is not done waits for it only if that slice is the oldest in the model
+(:class:`InFlight`, shared by the flow's queues): the model takes batches first in, first out, so
+no other slice can finish sooner, and the worker sleeps once per pass over its partitions instead
+of once per partition (each wake-up takes a core from the model).
 
 The queue is in memory only: the pipeline's position is the committed offset, which never passes
 a queued batch, so a crash re-reads whatever was queued.
@@ -31,6 +35,8 @@ a queued batch, so a crash re-reads whatever was queued.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
@@ -39,6 +45,32 @@ from bytewax.operators import StatefulBatchLogic
 
 from streams.batch import Work
 from streams.steps import EmbedJob
+
+
+class InFlight:
+    """The slices in the model, oldest first, shared by every partition's :class:`EmbedQueue` (and
+    the threads that finish them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order: deque[Future[int]] = deque()
+
+    def add(self, future: Future[int]) -> None:
+        with self._lock:
+            self._order.append(future)
+        future.add_done_callback(self._remove)
+
+    def is_oldest(self, future: Future[int]) -> bool:
+        with self._lock:
+            return bool(self._order) and self._order[0] is future
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._order)
+
+    def _remove(self, future: Future[int]) -> None:
+        with self._lock:
+            self._order.remove(future)
 
 
 class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
@@ -58,6 +90,7 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         finish: Callable[[Work], Work] = lambda work: work,
         executor: Executor | None = None,
         wait_s: float = 0.002,
+        inflight: InFlight | None = None,
     ) -> None:
         if slice_chunks < 2:
             raise ValueError("slice_chunks must be at least 2")
@@ -70,6 +103,7 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         # How long a turn waits for the slice in flight before giving the other steps their turn:
         # long enough not to spin the worker, short enough not to hold up reading and writing.
         self._wait_s = wait_s
+        self._shared = inflight
         self._inflight: tuple[Future[int], list[tuple[EmbedJob, int]]] | None = None
 
     def on_batch(self, values: list[Work]) -> tuple[list[Work], bool]:
@@ -104,8 +138,9 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         """One turn; returns the batches that finished (written by ``finish``).
 
         Without an executor: the next slice embedded now. With one: the slice in flight collected
-        (or, if it is not done within ``wait_s`` and ``block`` is false, nothing), the next slice
-        handed over, then the collected slice's finished batches written."""
+        (or, if it is not done within ``wait_s``, or at once when another slice is older, and
+        ``block`` is false, nothing), the next slice handed over, then the collected slice's
+        finished batches written."""
         if self._executor is None:
             plan = self._plan()
             if not plan:
@@ -115,8 +150,9 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
         done: list[EmbedJob] = []
         if self._inflight is not None:
             future, plan = self._inflight
+            wait = self._wait_s if self._shared is None or self._shared.is_oldest(future) else 0.0
             try:
-                future.result(timeout=None if block else self._wait_s)  # raises the model's errors
+                future.result(timeout=None if block else wait)  # raises the model's errors
             except TimeoutError:
                 return []
             self._inflight = None
@@ -127,6 +163,8 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
             plan = self._plan()
         if plan:
             self._inflight = (self._executor.submit(self._embed, plan), plan)
+            if self._shared is not None:
+                self._shared.add(self._inflight[0])
         return [self._finish(job.result()) for job in done]
 
     def _plan(self) -> list[tuple[EmbedJob, int]]:

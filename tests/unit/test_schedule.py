@@ -16,7 +16,7 @@ import pytest
 
 from streams.batch import ChunkVectors, PreparedDoc, Sourced, Work
 from streams.commit import InOrder
-from streams.schedule import EmbedQueue
+from streams.schedule import EmbedQueue, InFlight
 from streams.steps import EmbedJob, embed, embed_together
 from tests.utils.builders import document_event
 
@@ -339,6 +339,56 @@ def test_end_of_input_waits_for_the_slice_in_flight_on_a_real_thread() -> None:
         gate.set()
         rest, discard = q.on_eof()
     assert sorted(seqs(out + rest)) == [0, 1] and discard and sum(emb.calls) == 11
+
+
+def test_only_the_turn_of_the_oldest_slice_in_the_model_waits_for_it() -> None:
+    """Two partitions share the model; the model finishes slices first in, first out, so the
+    younger slice's turn returns at once (the worker goes on) and the oldest's waits for it."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    gates = {0: threading.Event(), 1: threading.Event()}
+
+    class Gated(CountingEmbedder):
+        def encode_tokenised(
+            self, texts: Sequence[str], token_ids: Sequence[Sequence[int] | None]
+        ) -> np.ndarray:
+            gates[len(texts) % 2].wait(5)  # partition 0's slice has 4 chunks, partition 1's 3
+            return super().encode_tokenised(texts, token_ids)
+
+    emb = Gated()
+    inflight = InFlight()
+    with ThreadPoolExecutor(2) as ex:
+        queues = [
+            EmbedQueue(
+                lambda w: EmbedJob(w, emb),
+                lambda plan: embed_together(emb, plan),
+                8,
+                executor=ex,
+                wait_s=0.5,
+                inflight=inflight,
+            )
+            for _ in range(2)
+        ]
+        assert queues[0].on_batch([batch(0, 4)]) == ([], False)  # handed over: the oldest
+        assert queues[1].on_batch([batch(0, 3, partition=1)]) == ([], False)
+        assert len(inflight) == 2
+        t = time.perf_counter()
+        assert queues[1].on_notify() == ([], False)  # the younger's turn: no wait, the worker goes on
+        assert time.perf_counter() - t < 0.3
+        t = time.perf_counter()
+        assert queues[0].on_notify() == ([], False)  # the oldest's turn: waits wait_s for it
+        assert time.perf_counter() - t >= 0.45
+        threading.Timer(0.05, gates[0].set).start()
+        t = time.perf_counter()
+        done, discard = queues[0].on_notify()  # and is back as soon as it is done
+        assert seqs(done) == [0] and discard and time.perf_counter() - t < 0.4
+        assert len(inflight) == 1  # partition 1's slice is now the oldest: its turn waits for it
+        threading.Timer(0.05, gates[1].set).start()
+        done, discard = queues[1].on_notify()
+        assert seqs(done) == [0] and done[0].partition == 1 and discard
+    assert len(inflight) == 0
 
 
 def test_a_model_error_in_the_background_fails_the_turn_that_collects_it() -> None:
