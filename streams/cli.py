@@ -44,7 +44,7 @@ def run_cmd(
       streamrag pipeline run --until-idle 5       # backfill, then exit
     Progress: kafka-consumer-groups --describe --group streamrag-pipeline, or `streamrag lag`.
     Metrics: http://127.0.0.1:9100/metrics
-    Tuning (environment): STREAMRAG_EMBED_STREAMS (model calls at once; 2 on a CPU),
+    Tuning (environment): STREAMRAG_EMBED_STREAMS (model batches at once; 2 on a CPU),
     STREAMRAG_TORCH_THREADS, STREAMRAG_EMBED_SLICE_CHUNKS (turn size; smaller = fresher small
     documents, larger = more throughput), STREAMRAG_EMBED_IN_BACKGROUND (all in streams/settings.py).
     """

@@ -59,7 +59,7 @@ class PipelineSettings(CommonSettings):
     embed_streams: int | None = Field(
         default=None,
         ge=1,
-        description="Model calls run at once, each on torch_threads / embed_streams threads; None = 2 on "
+        description="Model batches run at once, each on torch_threads / embed_streams threads; None = 2 on "
         "a CPU with 2+ cores (measured faster than one call on 2 threads), 1 on a GPU.",
     )
     workers: int = Field(default=1, ge=1)
