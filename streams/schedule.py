@@ -49,20 +49,28 @@ from streams.steps import EmbedJob
 
 class InFlight:
     """The slices in the model, oldest first, shared by every partition's :class:`EmbedQueue` (and
-    the threads that finish them)."""
+    by the threads that finish them).
+
+    A slice belongs to the worker thread that handed it over: :meth:`is_oldest` asks about that
+    worker's slices only, so with several workers in a process each one waits once per pass (a
+    worker whose slices are all younger than another worker's would otherwise never wait, and
+    spin)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._order: deque[Future[int]] = deque()
+        self._order: deque[tuple[int, Future[int]]] = deque()  # (worker thread, slice), oldest first
 
     def add(self, future: Future[int]) -> None:
+        """Called by the worker that handed the slice over."""
         with self._lock:
-            self._order.append(future)
+            self._order.append((threading.get_ident(), future))
         future.add_done_callback(self._remove)
 
     def is_oldest(self, future: Future[int]) -> bool:
+        """Whether ``future`` is the oldest slice in the model of the worker that handed it over."""
         with self._lock:
-            return bool(self._order) and self._order[0] is future
+            worker = next((w for w, f in self._order if f is future), None)
+            return worker is not None and next(f for w, f in self._order if w == worker) is future
 
     def __len__(self) -> int:
         with self._lock:
@@ -70,7 +78,7 @@ class InFlight:
 
     def _remove(self, future: Future[int]) -> None:
         with self._lock:
-            self._order.remove(future)
+            self._order = deque(entry for entry in self._order if entry[1] is not future)
 
 
 class EmbedQueue(StatefulBatchLogic[Work, Work, None]):

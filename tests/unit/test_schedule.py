@@ -391,6 +391,37 @@ def test_only_the_turn_of_the_oldest_slice_in_the_model_waits_for_it() -> None:
     assert len(inflight) == 0
 
 
+def test_each_worker_waits_for_its_own_oldest_slice() -> None:
+    """Two workers in one process share the model: each one's oldest slice is the one its turns
+    wait for, even when the other worker's slices are older."""
+    import threading
+
+    inflight = InFlight()
+    slices = {name: [Future[int](), Future[int]()] for name in ("a", "b")}
+
+    handed, done = threading.Semaphore(0), threading.Event()
+
+    def hand_over(name: str) -> None:  # as a worker's turns do, on the worker's own thread
+        for f in slices[name]:
+            inflight.add(f)
+        handed.release()
+        done.wait(5)  # workers live as long as the dataflow (a thread id is reused only after)
+
+    workers = [threading.Thread(target=hand_over, args=(name,)) for name in ("a", "b")]
+    for worker in workers:
+        worker.start()
+        handed.acquire(timeout=5)  # "a" hands its slices over first
+    done.set()
+    for worker in workers:
+        worker.join()
+    a, b = slices["a"], slices["b"]
+    assert [inflight.is_oldest(f) for f in (*a, *b)] == [True, False, True, False]
+    a[0].set_result(1)  # done: out of the model, and the worker's next slice is its oldest
+    assert inflight.is_oldest(a[1]) and not inflight.is_oldest(a[0]) and len(inflight) == 3
+    b[1].set_result(1)  # a younger slice finishing first changes nothing for the older one
+    assert inflight.is_oldest(b[0]) and len(inflight) == 2
+
+
 def test_a_model_error_in_the_background_fails_the_turn_that_collects_it() -> None:
     class Broken(CountingEmbedder):
         def encode_tokenised(
