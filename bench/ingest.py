@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -67,6 +68,55 @@ def steal_share(before: list[int], after: list[int]) -> str:
         return "n/a"
     delta = [b - a for a, b in zip(before, after, strict=True)]
     return f"{delta[7] / max(sum(delta), 1):.1%}"
+
+
+class CpuShare:
+    """Cores used between :meth:`start` and :meth:`stop` (Linux /proc; empty elsewhere), by: the
+    embedder's model streams (its pool threads), the rest of this process (the pipeline's own work),
+    and the Kafka broker and Connect JVMs. P/E follows the model's share: on 2 cores the pipeline's
+    own work and the broker run on the cores the model has to itself in E."""
+
+    def start(self) -> CpuShare:
+        self._at, self._t = self._sample(), time.perf_counter()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        end, wall = self._sample(), time.perf_counter() - self._t
+        return {k: (end[k] - self._at.get(k, 0.0)) / wall for k in end} if end and wall > 0 else {}
+
+    @staticmethod
+    def _sample() -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu_s(stat_path: str) -> float:
+            with open(stat_path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+        try:
+            model = 0.0
+            for thread in threading.enumerate():
+                if thread.name.startswith("streamrag-embed") and thread.native_id is not None:
+                    model += cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+            jvm = 0.0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/comm") as f:
+                        if f.read().strip() == "java":
+                            jvm += cpu_s(f"/proc/{pid}/stat")
+                except OSError:
+                    continue
+            return {
+                "model": model,
+                "rest of the process": cpu_s("/proc/self/stat") - model,
+                "broker JVMs": jvm,
+            }
+        except OSError:
+            return {}
+
+
+def shares(cores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {c:.2f}" for name, c in cores.items()) + " cores" if cores else "n/a"
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -129,16 +179,21 @@ class Progress:
         self._parts = [TopicPartition(topic, p) for p in md.partitions]
 
     def __call__(self) -> tuple[int, int]:
-        done = sum(max(tp.offset, 0) for tp in self._consumer.committed(self._parts, timeout=10))
-        end = sum(self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in self._parts)
-        return done, end
+        return self.committed(), self.log_end()
+
+    def committed(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self._consumer.committed(self._parts, timeout=10))
+
+    def log_end(self) -> int:
+        return sum(
+            self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in self._parts
+        )
 
     def wait(self, poll_s: float = 0.1) -> None:
-        """Until the group has committed every message published so far."""
-        while True:
-            done, end = self()
-            if done >= end:
-                return
+        """Until the group has committed every message published so far (the log end is read once:
+        one request a poll, not one per partition more, keeps the broker's share of the cores small)."""
+        end = self.log_end()
+        while self.committed() < end:
             time.sleep(poll_s)
 
     def close(self) -> None:
@@ -207,10 +262,14 @@ def main() -> int:
     embedder.encode(texts[:64])  # warm-up
 
     def raw_throughput(label: str) -> float:
+        cpu = CpuShare().start()
         t = time.perf_counter()
         embedder.encode(texts)
         e_s = time.perf_counter() - t
-        print(f"E  raw embedder ({embedder.dtype}, {label}): {len(texts) / e_s:8.1f} chunks/s  ({e_s:.1f} s)")
+        print(
+            f"E  raw embedder ({embedder.dtype}, {label}): {len(texts) / e_s:8.1f} chunks/s  ({e_s:.1f} s; "
+            f"{shares(cpu.stop())})"
+        )
         return len(texts) / e_s
 
     # E and P alternate (E, P, E, P, ..., E) and each P is divided by the mean of the two E around
@@ -341,15 +400,18 @@ def run_through_kafka(
         ):
             time.sleep(0.005)
         t_in = time.perf_counter()
+        cpu = CpuShare().start()
         progress.wait()
         end = time.perf_counter()
+        cores = cpu.stop()
         written = metrics.chunks_written._value.get()
         P = written / (end - t_in)
         model_s = metrics.embed_seconds._sum.get()  # summed over slices, which overlap
         print(
             f"   first event read {t_in - t:.2f} s after start ({written / (end - t):.1f} chunks/s counted "
             f"from start); {end - t_in:.1f} s from it to the last commit, with {model_s / (end - t_in):.2f} "
-            f"slices in the model on average (at most the {embedder.streams} streams keep it busy)"
+            f"slices in the model on average (at most the {embedder.streams} streams keep it busy); "
+            f"{shares(cores)}"
         )
         if not freshness:
             return P, None

@@ -193,7 +193,7 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": 500,
             "isolation.level": "read_committed",
         }
 
