@@ -193,6 +193,9 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
+            # How long the broker holds a fetch while the partition has nothing new; it answers at
+            # once when data arrives, so this costs no latency. At 50 ms, the caught-up consumers'
+            # fetches took 0.1 of a core from the broker on a 2-core host (bench/RESULTS.md).
             "fetch.wait.max.ms": 500,
             "isolation.level": "read_committed",
         }
