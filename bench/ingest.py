@@ -16,7 +16,7 @@ steal of each round is printed, because a shared VM's speed drifts within minute
 ratios; ``--record`` appends a dated entry to bench/RESULTS.md. Needs the local stack
 (``make stack-up``). Not a test: nothing here asserts, it measures.
 
-    python bench/ingest.py --docs 300 --record
+    python bench/ingest.py --docs 300 --repeat 5 --record
 """
 
 from __future__ import annotations
@@ -220,7 +220,12 @@ def main() -> int:
         "--model-path", type=Path, default=None, help="a sentence-transformers folder (default: packaged)"
     )
     ap.add_argument("--corpus-dir", type=Path, default=None, help="a saved corpus (Corpus.save_jsonl) to use")
-    ap.add_argument("--repeat", type=int, default=3, help="bracketed E/P rounds; the median is reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="bracketed E/P rounds; the median is reported (single rounds on a shared VM range +-15%%)",
+    )
     ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = ap.parse_args()
 
