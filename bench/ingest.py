@@ -5,7 +5,7 @@ On one corpus of real documents (Debian FAQ sections and man pages), in one run:
 * E: the embedder alone encoding every chunk of the corpus (same model, dtype and batch size);
 * P: the whole pipeline, Kafka in to acknowledged in Qdrant and offsets committed, same chunks,
   timed from the first event read (as E is timed on a warm model; the start-up before it is
-  printed beside), with the share of that time spent in model calls;
+  printed beside), with the cores the model, the rest of the process and the broker used;
 * E' and E'': the embedder on the chunker's token ids, whole and in the pipeline's slices, once each
   (what slicing costs, apart from the pipeline's own work);
 * freshness p50/p99 (source timestamp to searchable) at an offered load of half of P;
@@ -70,6 +70,14 @@ def steal_share(before: list[int], after: list[int]) -> str:
     return f"{delta[7] / max(sum(delta), 1):.1%}"
 
 
+def cpu_seconds(stat_path: str) -> float:
+    """User + system CPU seconds of a process or thread so far, from its /proc ``stat`` file (a
+    process's include its finished threads'). Raises OSError where there is no such file."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuShare:
     """Cores used between :meth:`start` and :meth:`stop` (Linux /proc; empty elsewhere), by: the
     embedder's model streams (its pool threads), the rest of this process (the pipeline's own work),
@@ -86,29 +94,22 @@ class CpuShare:
 
     @staticmethod
     def _sample() -> dict[str, float]:
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu_s(stat_path: str) -> float:
-            with open(stat_path) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-
         try:
             model = 0.0
             for thread in threading.enumerate():
                 if thread.name.startswith("streamrag-embed") and thread.native_id is not None:
-                    model += cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+                    model += cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
             jvm = 0.0
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
                     with open(f"/proc/{pid}/comm") as f:
                         if f.read().strip() == "java":
-                            jvm += cpu_s(f"/proc/{pid}/stat")
+                            jvm += cpu_seconds(f"/proc/{pid}/stat")
                 except OSError:
                     continue
             return {
                 "model": model,
-                "rest of the process": cpu_s("/proc/self/stat") - model,
+                "rest of the process": cpu_seconds("/proc/self/stat") - model,
                 "broker JVMs": jvm,
             }
         except OSError:
@@ -177,9 +178,6 @@ class Progress:
         self._consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
         md = self._consumer.list_topics(topic, timeout=10).topics[topic]
         self._parts = [TopicPartition(topic, p) for p in md.partitions]
-
-    def __call__(self) -> tuple[int, int]:
-        return self.committed(), self.log_end()
 
     def committed(self) -> int:
         return sum(max(tp.offset, 0) for tp in self._consumer.committed(self._parts, timeout=10))

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 
-from bench.ingest import Progress, forget, make_events, new_topic
+from bench.ingest import Progress, cpu_seconds, forget, make_events, new_topic
 from producers.publisher import Publisher
 from serving.api.app import build_state
 from serving.eval.corpus import build_corpus
@@ -61,11 +61,9 @@ def free_port() -> int:
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (all its threads; Linux /proc)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        return cpu_seconds(f"/proc/{pid}/stat")
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(xs: list[float], p: float) -> float:

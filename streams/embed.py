@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,7 +108,6 @@ class Embedder:
         self.tokenizer: Any = self.model.tokenizer
         self.max_tokens: int = int(self.model.max_seq_length or 256)
         self.dim: int = int(self.model.get_embedding_dimension() or 0)
-        self.last_batch_s = 0.0
         self._graph: Any = self._freeze() if frozen and device == "cpu" else None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -142,7 +140,6 @@ class Embedder:
         out = np.zeros((len(rows), self.dim), dtype=np.float32)
         if not rows:
             return out
-        start = time.perf_counter()
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         batches = [order[b:e] for b, e in even_cuts(len(order), self.batch_size, self.streams)]
         if self._pool is None:
@@ -151,7 +148,6 @@ class Embedder:
         else:
             for done in [self._pool.submit(self._run_batch, rows, idx, out) for idx in batches]:
                 done.result()
-        self.last_batch_s = time.perf_counter() - start
         out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)  # bf16 rounding leaves norms off 1
         return out
 
