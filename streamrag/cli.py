@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 # numpy's OpenBLAS keeps a thread per core busy-waiting after each call. Our numpy work is small
@@ -76,6 +77,41 @@ def stack_down() -> None:
     from stack.manager import down
 
     down(_stack_settings(), log=click.echo)
+
+
+@stack.command("qdrant-serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=6333, show_default=True)
+@click.option(
+    "--path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The embedded store's folder (default: .data/qdrant-server).",
+)
+@click.option(
+    "--api-key", envvar="STREAMRAG_QDRANT_SERVE_API_KEY", default=None, help="Require this api-key header."
+)
+def stack_qdrant_serve(host: str, port: int, path: Path | None, api_key: str | None) -> None:
+    """Serve an embedded Qdrant store over Qdrant's REST API, for several processes (development).
+
+    \b
+    Embedded Qdrant opens its folder in one process only. Where no Qdrant server can be run
+    (no Docker), this lets several pipeline processes, or a pipeline and an API in separate
+    processes, share one index through the ordinary remote client. It serves the REST calls
+    streamrag makes with the embedded engine (exact search, writes committed before they are
+    answered); anything else answers 404. Production runs a Qdrant server (docker-compose.yml).
+    \b
+    Example:
+      streamrag stack qdrant-serve --port 6333 &
+      export STREAMRAG_QDRANT_URL=http://127.0.0.1:6333
+      streamrag pipeline run -i 0 -a "127.0.0.1:2101;127.0.0.1:2102" &
+      streamrag pipeline run -i 1 -a "127.0.0.1:2101;127.0.0.1:2102" &
+    """
+    from stack.qdrant_server import serve
+    from streamrag.config import configure_logging, project_root
+
+    configure_logging("INFO")
+    serve(path or project_root() / ".data" / "qdrant-server", host, port, api_key)
 
 
 @stack.command("status")

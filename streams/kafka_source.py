@@ -14,6 +14,7 @@ whichever comes first; a message that would take a batch past ``max_bytes`` star
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+log = logging.getLogger("streamrag.streams")
 
 #: How long an idle partition sleeps between polls (seconds). Bounds the added latency when idle.
 IDLE_POLL_S = 0.02
@@ -217,6 +220,9 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
         topic, partition = parse_part(for_part)
         start = resume_state if resume_state is not None else self.committed_offset(topic, partition)
+        log.info(
+            "reading %s from offset %s", for_part, "the beginning" if start == OFFSET_BEGINNING else start
+        )
         return _KafkaPartition(
             self._consumer_conf(),
             topic,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from producers.publisher import Publisher
 from streamrag.contracts import DeadLetter, IndexSchema, Op, Topics
 from streams.chunk import Chunker, ChunkingConfig
 from streams.clean import clean_text
+from streams.kafka_source import part_name
 from tests.utils.builders import document_event
 from tests.utils.kafka import read_from
 from tests.utils.pipeline import (
@@ -394,3 +397,129 @@ def test_small_documents_overtake_a_large_one_and_offsets_are_committed_in_order
         assert all(registered[ev.key].indexed_ts < big_at for ev in small[1:]), "no small document overtook"
     finally:
         harness.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9(
+    stack: Any,
+    embedder: Any,
+    chunker: Any,
+    topic_factory: Any,
+    topics: dict,
+    tmp_path: Path,
+    group_factory: Any,
+    kafka_conf: dict,
+) -> None:
+    """A two-process Bytewax cluster writing through the REST client, killed mid-stream, restarted.
+
+    Embedded Qdrant opens its folder in one process, so the processes share one store through
+    ``streamrag stack qdrant-serve`` (Qdrant's REST API over the embedded engine), as they would
+    share a Qdrant server.
+    """
+    docs_topic = topic_factory("docs4", partitions=4)
+    group = group_factory("pipe-2proc")
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    events = _publish_workload(stack, docs_topic, tenant, n_docs=48)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamrag",
+            "stack",
+            "qdrant-serve",
+            "--port",
+            str(port),
+            "--path",
+            str(tmp_path / "q"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("wb"),
+    )
+    env = {
+        **os.environ,
+        "STREAMRAG_SOURCE_TOPICS": json.dumps([docs_topic]),
+        "STREAMRAG_CDC_TOPICS": "[]",
+        "STREAMRAG_GROUP_ID": group,
+        "STREAMRAG_QDRANT_URL": url,
+        "STREAMRAG_QDRANT__COLLECTION": "c",
+        "STREAMRAG_DEAD_LETTER_TOPIC": topics["dlq"],
+        "STREAMRAG_FEATURES_TOPIC": topics["features"],
+        "STREAMRAG_MAX_BATCH_MESSAGES": "4",
+        "STREAMRAG_MAX_WAIT_S": "0.05",
+    }
+
+    def cluster(run: str, *extra: str) -> list[subprocess.Popen[bytes]]:
+        addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(2))
+        cmd = [sys.executable, "-m", "streamrag", "pipeline", "run", "--metrics-port", "0", "-a", addresses]
+        # Logs to files: a pipe nobody reads until the end would fill up and block the process.
+        return [
+            subprocess.Popen(
+                [*cmd, "-i", str(i), *extra],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp_path / f"{run}{i}.log").open("wb"),
+            )
+            for i in range(2)
+        ]
+
+    def log(run: str, i: int) -> str:
+        return (tmp_path / f"{run}{i}.log").read_text()[-3000:]
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while httpx_get_ok(f"{url}/healthz") is False:
+            assert server.poll() is None and time.monotonic() < deadline, "the Qdrant stand-in did not start"
+            time.sleep(0.2)
+        procs = cluster("first")
+        deadline = time.monotonic() + 180
+        while group_progress(kafka_conf, group, [docs_topic])[0] == 0:
+            for i, p in enumerate(procs):
+                assert p.poll() is None, log("first", i)
+            assert time.monotonic() < deadline, "no batch was committed"
+            time.sleep(0.2)
+        for p in procs:  # mid-stream: some batches committed, others in flight in either process
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+        done, end = group_progress(kafka_conf, group, [docs_topic])
+        assert 0 < done < end, (done, end)
+
+        procs = cluster("restart", "--until-idle", "4")
+        wait_caught_up(kafka_conf, group, [docs_topic], timeout_s=300)
+        read: list[set[str]] = []
+        for i, p in enumerate(procs):
+            assert p.wait(120) == 0, log("restart", i)
+            read.append(
+                set(re.findall(r"reading (\S+) from offset", (tmp_path / f"restart{i}.log").read_text()))
+            )
+        # The cluster split the partitions between the processes: each was read once, by one of them.
+        assert read[0] | read[1] == {part_name(docs_topic, p) for p in range(4)}, read
+        assert not read[0] & read[1], read
+
+        from qdrant_client import QdrantClient
+
+        from streams.index_store import IndexStore
+
+        store = IndexStore(QdrantClient(url=url), "c", MODEL_VERSION, embedder.dim, "m")
+        assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
+    finally:
+        for p in [*procs, server]:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+def httpx_get_ok(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,224 @@
+"""The development Qdrant stand-in (:mod:`stack.qdrant_server`) through the real remote client.
+
+The app serves an embedded store over Qdrant's REST API. These tests drive it with
+``QdrantClient(url=...)``, the client streamrag uses against a Qdrant server, and check that
+
+* every call streamrag makes answers what the embedded client answers on the same store
+  (collections, payload indexes, aliases, upsert, delete by id and by filter, scroll, count,
+  retrieve, dense and sparse queries with filters);
+* the index store's own operations (ensure, replace a document's chunk set, latest versions,
+  the chunk index) work through it unchanged;
+* errors come back in Qdrant's format: a missing collection is 404, a malformed body 400, a call
+  it does not serve 404 naming itself, and a wrong API key 401.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from stack.qdrant_server import build_app
+from streamrag.embedded_qdrant import EmbeddedClient
+
+DIM = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, path: Path, api_key: str | None = None) -> None:
+        self.inner = EmbeddedClient(QdrantClient(path=str(path), force_disable_check_same_thread=True))
+        self.url = f"http://127.0.0.1:{_free_port()}"
+        port = int(self.url.rsplit(":", 1)[1])
+        config = uvicorn.Config(build_app(self.inner, "1.20.0", api_key), port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the stand-in did not start"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.inner.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    s = Served(tmp_path / "q")
+    yield s
+    s.close()
+
+
+def _points(rng: np.random.Generator, n: int) -> list[qm.PointStruct]:
+    return [
+        qm.PointStruct(
+            id=str(uuid.UUID(int=int(rng.integers(0, 2**63)))),
+            vector={
+                "dense": rng.normal(size=DIM).astype(float).tolist(),
+                "sparse": _sparse(rng),
+            },
+            payload={"doc": f"d{i % 5}", "tenant": "t1" if i % 3 else "t2", "i": i},
+        )
+        for i in range(n)
+    ]
+
+
+def _sparse(rng: np.random.Generator) -> qm.SparseVector:
+    terms = sorted({int(t) for t in rng.integers(0, 30, size=4)})
+    return qm.SparseVector(indices=terms, values=[float(v) for v in rng.uniform(0.1, 1, len(terms))])
+
+
+def _where(**match: Any) -> qm.Filter:
+    return qm.Filter(must=[qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in match.items()])
+
+
+def _ids(points: list[Any]) -> list[str]:
+    return [str(p.id) for p in points]
+
+
+def test_the_calls_streamrag_makes_answer_as_the_embedded_client(served: Served) -> None:
+    remote = QdrantClient(url=served.url)
+    rng = np.random.default_rng(7)
+    assert not remote.collection_exists("c")
+    assert remote.create_collection(
+        "c",
+        vectors_config={"dense": qm.VectorParams(size=DIM, distance=qm.Distance.COSINE)},
+        sparse_vectors_config={"sparse": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+    )
+    remote.create_payload_index("c", "doc", qm.PayloadSchemaType.KEYWORD)
+    assert remote.collection_exists("c") and served.inner.collection_exists("c")
+    points = _points(rng, 40)
+    assert remote.upsert("c", points=points, wait=True).status == qm.UpdateStatus.COMPLETED
+    assert remote.count("c").count == served.inner.count("c").count == 40
+
+    # Deletes by filter and by id, then an in-place update of a survivor's payload and vectors.
+    remote.delete("c", points_selector=qm.FilterSelector(filter=_where(doc="d0")), wait=True)
+    remote.delete("c", points_selector=qm.PointIdsList(points=[points[1].id]), wait=True)
+    changed = points[2].model_copy(update={"payload": {**(points[2].payload or {}), "doc": "d9"}})
+    remote.upsert("c", points=[changed], wait=True)
+    assert remote.count("c").count == served.inner.count("c").count == 40 - 8 - 1
+
+    for flt in (None, _where(tenant="t1"), _where(doc="d9")):
+        assert remote.count("c", count_filter=flt).count == served.inner.count("c", count_filter=flt).count
+        dense = rng.normal(size=DIM).astype(float).tolist()
+        sparse = _sparse(rng)
+        for query, using in ((dense, "dense"), (sparse, "sparse")):
+            got = remote.query_points(
+                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=True
+            )
+            want = served.inner.query_points(
+                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=True
+            )
+            assert _ids(got.points) == _ids(want.points)
+            assert [p.payload for p in got.points] == [p.payload for p in want.points]
+            assert np.allclose([p.score for p in got.points], [p.score for p in want.points])
+
+    # Scroll pages through everything exactly once, as the index store reads a document's chunks.
+    seen: list[str] = []
+    offset = None
+    while True:
+        page, offset = remote.scroll("c", limit=6, offset=offset, with_payload=True)
+        seen.extend(_ids(page))
+        if offset is None:
+            break
+    everything, _ = served.inner.scroll("c", limit=1000)
+    assert sorted(seen) == sorted(_ids(everything)) and len(seen) == len(set(seen))
+
+    got = remote.retrieve("c", ids=[points[2].id, points[1].id], with_payload=True)
+    assert _ids(got) == [str(points[2].id)] and got[0].payload and got[0].payload["doc"] == "d9"
+
+    remote.update_collection_aliases(
+        change_aliases_operations=[
+            qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="c", alias_name="live"))
+        ]
+    )
+    assert [(a.alias_name, a.collection_name) for a in remote.get_aliases().aliases] == [("live", "c")]
+    assert remote.count("live").count == 31
+
+
+def test_the_index_store_works_through_it(served: Served) -> None:
+    """Replace a document's chunk set with a shorter one, delete another: no stale chunk survives."""
+    from streamrag.contracts import Op
+    from streams.batch import ChunkVectors, PreparedDoc, Sourced
+    from streams.index_store import IndexStore
+    from tests.utils.builders import document_event
+
+    store = IndexStore(QdrantClient(url=served.url), "c", "m1", DIM, "model")
+    store.ensure()
+    rng = np.random.default_rng(3)
+
+    def doc(doc_id: str, version: int, n_chunks: int, op: Op = Op.UPSERT) -> PreparedDoc:
+        event = document_event(doc_id, tenant="t1", version=version, op=op)
+        vectors = rng.normal(size=(n_chunks, DIM))
+        chunks = tuple(
+            ChunkVectors(
+                index=i,
+                text=f"chunk {i} of {doc_id} v{version}",
+                parent_index=0,
+                parent_text="",
+                dense=tuple(float(x) for x in vectors[i] / np.linalg.norm(vectors[i])),
+                sparse_indices=(i, 100 + version),
+                sparse_values=(1.0, 0.5),
+            )
+            for i in range(n_chunks)
+        )
+        return PreparedDoc(src=Sourced(event, "docs", 0, version), chunks=chunks)
+
+    store.apply([doc("a", 1, 5), doc("b", 1, 3)])
+    assert sorted(store.chunk_index().values()) == sorted(
+        [(1, i) for i in range(5)] + [(1, i) for i in range(3)]
+    )
+    store.apply([doc("a", 2, 2), doc("b", 2, 0, Op.DELETE)])
+    assert sorted(store.chunk_index().values()) == [(2, 0), (2, 1)]
+    a, b = doc("a", 2, 0).src.event.key, doc("b", 2, 0).src.event.key
+    latest = {key: (e.version, e.op) for key, e in store.latest([a, b]).items()}
+    assert latest == {a: (2, Op.UPSERT), b: (2, Op.DELETE)}
+
+
+def test_errors_come_back_in_qdrants_format(served: Served, tmp_path: Path) -> None:
+    remote = QdrantClient(url=served.url)
+    with pytest.raises(UnexpectedResponse) as missing:
+        remote.count("nope")
+    assert missing.value.status_code == 404 and b"nope" in missing.value.content
+
+    bad = httpx.put(
+        f"{served.url}/collections/x/points", json={"points": [{"id": "not-a-uuid", "vector": [1]}]}
+    )
+    assert bad.status_code in (400, 404) and "error" in bad.json()["status"]
+
+    remote.create_collection("c", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE))
+    with pytest.raises(UnexpectedResponse) as twice:
+        remote.create_collection("c", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE))
+    assert twice.value.status_code == 409
+
+    unsupported = httpx.post(f"{served.url}/collections/c/facet", json={"key": "doc"})
+    assert unsupported.status_code == 404 and "stand-in" in unsupported.json()["status"]["error"]
+
+    keyed = Served(tmp_path / "keyed", api_key="s3cret")
+    try:
+        with pytest.raises(UnexpectedResponse) as denied:
+            QdrantClient(url=keyed.url, api_key="wrong", https=False).collection_exists("c")
+        assert denied.value.status_code == 401
+        assert QdrantClient(url=keyed.url, api_key="s3cret", https=False).collection_exists("c") is False
+    finally:
+        keyed.close()
