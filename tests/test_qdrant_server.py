@@ -195,6 +195,7 @@ def test_the_index_store_works_through_it(served: Served) -> None:
     assert latest == {a: (2, Op.UPSERT), b: (2, Op.DELETE)}
 
 
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 def test_errors_come_back_in_qdrants_format(served: Served, tmp_path: Path) -> None:
     remote = QdrantClient(url=served.url)
     with pytest.raises(UnexpectedResponse) as missing:
