@@ -14,7 +14,6 @@ The app serves an embedded store over Qdrant's REST API. These tests drive it wi
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -32,20 +31,15 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from stack.qdrant_server import build_app
 from streamrag.embedded_qdrant import EmbeddedClient
+from tests.utils.net import free_port
 
 DIM = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:
     def __init__(self, path: Path, api_key: str | None = None) -> None:
         self.inner = EmbeddedClient(QdrantClient(path=str(path), force_disable_check_same_thread=True))
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
         config = uvicorn.Config(build_app(self.inner, "1.20.0", api_key), port=port, log_level="warning")
         self.server = uvicorn.Server(config)

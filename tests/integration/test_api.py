@@ -8,7 +8,6 @@ local LLM behind the TGI protocol.
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +20,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamrag.config import QdrantSettings
 from streamrag.contracts import Topics
+from tests.utils.net import free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 TENANT = f"api{uuid.uuid4().hex[:6]}"
 OTHER = f"oth{uuid.uuid4().hex[:6]}"
 KEYS = {"key-a": TENANT, "key-b": OTHER}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

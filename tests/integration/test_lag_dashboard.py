@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import threading
@@ -28,17 +27,11 @@ from fastapi import FastAPI
 from serving.lag.monitor import LagMonitor
 from serving.lag.router import lag_router
 from serving.lag.settings import LagOptions, LagSettings
+from tests.utils.net import free_port
 
 pytestmark = pytest.mark.stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -87,7 +80,7 @@ def served(
     monitor.start()
     app = FastAPI()
     app.include_router(lag_router(monitor))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

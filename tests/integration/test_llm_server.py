@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,19 +30,13 @@ from serving.llm.client import allow_self_hosted_inference
 from serving.llm.model import LocalGenerator
 from serving.llm.server import create_app
 from serving.llm.settings import LLMServerSettings
+from tests.utils.net import free_port
 
 pytestmark = pytest.mark.slow
 
 PROMPT = "The capital of France is"
 CHAT = [{"role": "user", "content": "What is 2+2?"}]
 MAX_INPUT_TOKENS = 256
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _ServerThread:
@@ -76,7 +69,7 @@ def generator() -> LocalGenerator:
 
 @pytest.fixture(scope="module")
 def server(generator: LocalGenerator) -> Iterator[str]:
-    settings = LLMServerSettings(port=_free_port(), max_concurrent=4, max_input_tokens=MAX_INPUT_TOKENS)
+    settings = LLMServerSettings(port=free_port(), max_concurrent=4, max_input_tokens=MAX_INPUT_TOKENS)
     running = _ServerThread(create_app(settings, generator), settings.port)
     yield running.start()
     running.stop()
@@ -306,7 +299,7 @@ def test_a_client_that_disconnects_frees_its_slot_and_stops_generation(server: s
 
 @pytest.mark.usefixtures("self_hosted")
 def test_overloaded_server_answers_503(generator: LocalGenerator) -> None:
-    settings = LLMServerSettings(port=_free_port(), max_concurrent=1, queue_timeout_s=0.3, warmup=False)
+    settings = LLMServerSettings(port=free_port(), max_concurrent=1, queue_timeout_s=0.3, warmup=False)
     running = _ServerThread(create_app(settings, generator), settings.port)
     url = running.start()
     try:
@@ -374,7 +367,7 @@ def test_cli_help_teaches_with_examples() -> None:
 
 @pytest.mark.usefixtures("generator")  # the model is converted, so the server starts in seconds
 def test_cli_serves_until_interrupted() -> None:
-    port = _free_port()
+    port = free_port()
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "STREAMRAG_LLM_WARMUP": "false"}
     command = [

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from streams.clean import clean_text
 from streams.kafka_source import part_name
 from tests.utils.builders import document_event
 from tests.utils.kafka import read_from
+from tests.utils.net import free_port
 from tests.utils.pipeline import (
     expected_points,
     group_progress,
@@ -399,12 +399,6 @@ def test_small_documents_overtake_a_large_one_and_offsets_are_committed_in_order
         harness.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
     stack: Any,
     embedder: Any,
@@ -426,7 +420,7 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
     group = group_factory("pipe-2proc")
     tenant = f"t{uuid.uuid4().hex[:6]}"
     events = _publish_workload(stack, docs_topic, tenant, n_docs=48)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [
@@ -457,7 +451,7 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
     }
 
     def cluster(run: str, *extra: str) -> list[subprocess.Popen[bytes]]:
-        addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(2))
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(2))
         cmd = [sys.executable, "-m", "streamrag", "pipeline", "run", "--metrics-port", "0", "-a", addresses]
         # Logs to files: a pipe nobody reads until the end would fill up and block the process.
         return [
