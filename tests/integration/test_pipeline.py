@@ -27,6 +27,7 @@ from tests.utils.kafka import read_from
 from tests.utils.net import free_port
 from tests.utils.pipeline import (
     expected_points,
+    final_states,
     group_progress,
     pipeline_settings,
     start_harness,
@@ -506,6 +507,20 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
 
         store = IndexStore(QdrantClient(url=url), "c", MODEL_VERSION, embedder.dim, "m")
         assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
+
+        # The API's retrieval reads the same index through the same kind of client: a live
+        # document's first chunk finds that document, at its latest version.
+        from serving.retrieval.search import QueryEncoder, Retriever
+
+        final = final_states(events)
+        target = final[min(key for key, ev in final.items() if ev.op is not Op.DELETE)]
+        first_chunk = chunker.chunk(f"{clean_text(target.title)}\n\n{clean_text(target.body)}")[0].text
+        hits = (
+            Retriever(QdrantClient(url=url), "c", QueryEncoder(), candidates=50)
+            .search(first_chunk, tenant, k=3)
+            .hits
+        )
+        assert hits and (hits[0].doc_id, hits[0].version) == (target.doc_id, target.version), hits[:3]
     finally:
         for p in [*procs, server]:
             if p.poll() is None:
