@@ -17,6 +17,7 @@ real server (``docker-compose.yml``).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -72,9 +73,12 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
     def route(path: str, method: str, fn: Callable[[Request, Any], Any]) -> Route:
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            if api_key is not None and request.headers.get("api-key") != api_key:
+            if api_key is not None and not hmac.compare_digest(request.headers.get("api-key", ""), api_key):
                 return _error(401, "Must provide an API key or an Authorization bearer token")
-            body = await request.json() if method in ("POST", "PUT") else None
+            try:
+                body = await request.json() if method in ("POST", "PUT") else None
+            except ValueError as exc:
+                return _error(400, f"Format error in JSON body: {exc}")
             try:
                 # In the thread pool: the embedded engine is synchronous and does its own locking.
                 result = await run_in_threadpool(fn, request, body)
@@ -84,6 +88,9 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
                 message = str(exc)
                 code = 404 if "not found" in message.lower() else 400
                 return _error(code, message)
+            except Exception as exc:  # answered in Qdrant's format, and logged with its traceback
+                log.exception("%s %s failed", method, request.url.path)
+                return _error(500, f"Service internal error: {exc}")
             return _ok(result, started)
 
         return Route(path, endpoint, methods=[method])

@@ -206,6 +206,9 @@ def test_errors_come_back_in_qdrants_format(served: Served, tmp_path: Path) -> N
         remote.create_collection("c", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE))
     assert twice.value.status_code == 409
 
+    not_json = httpx.post(f"{served.url}/collections/c/points/scroll", content=b"{not json")
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["status"]["error"]
+
     unsupported = httpx.post(f"{served.url}/collections/c/facet", json={"key": "doc"})
     assert unsupported.status_code == 404 and "stand-in" in unsupported.json()["status"]["error"]
 
