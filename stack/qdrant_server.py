@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,8 @@ def serve(path: Path, host: str, port: int, api_key: str | None = None) -> None:
     from streamrag.embedded_qdrant import EmbeddedClient
 
     path.mkdir(parents=True, exist_ok=True)
+    # Local mode scans anyway and would warn on every create_payload_index a client sends.
+    warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
     client = EmbeddedClient(QdrantClient(path=str(path), force_disable_check_same_thread=True))
     version = _client_version()
     log.info(

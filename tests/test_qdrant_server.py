@@ -33,6 +33,8 @@ from stack.qdrant_server import build_app
 from streamrag.embedded_qdrant import EmbeddedClient
 from tests.utils.net import free_port
 
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect in the local Qdrant")
+
 DIM = 8
 
 
