@@ -175,7 +175,7 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
         topics: list[str],
         group_id: str,
         max_messages: int = 64,
-        max_wait_s: float = 0.25,
+        max_wait_s: float = 0.1,
         stop: threading.Event | None = None,
         stop_when_idle_s: float | None = None,
         max_bytes: int = 64 * 1024,

@@ -23,9 +23,11 @@ class PipelineSettings(CommonSettings):
     dead_letter_topic: str = Topics.DEAD_LETTER
     features_topic: str | None = Field(default=Topics.FEATURES, description="None disables feature records.")
     # Micro-batching: a batch closes at max_batch_messages, max_batch_bytes, or max_wait_s after its
-    # first message.
+    # first message. Under load batches fill before the wait ends; at low load the wait is most of
+    # a small document's freshness (0.25 s gave p50 0.37 s, 0.1 s gives 0.26 s, with no loss of
+    # throughput or p99: bench/RESULTS.md, seventh session).
     max_batch_messages: int = Field(default=64, ge=1)
-    max_wait_s: float = Field(default=0.25, gt=0)
+    max_wait_s: float = Field(default=0.1, gt=0)
     max_batch_bytes: int = Field(
         default=64 * 1024, ge=1, description="A batch closes at this many bytes of keys and values."
     )
