@@ -20,8 +20,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 log = logging.getLogger("streamrag.qdrant_server")
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class StoreError(Exception):
@@ -56,9 +54,15 @@ def _error(http_status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": {"error": message}, "time": 0.0}, status_code=http_status)
 
 
+@cache
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    # Built once per request type: building one compiles its (large, union-heavy) schema.
+    return TypeAdapter(model)
+
+
 def _parse(model: Any, body: Any) -> Any:
     try:
-        return TypeAdapter(model).validate_python(body)
+        return _adapter(model).validate_python(body)
     except ValidationError as exc:
         raise StoreError(400, f"Format error in JSON body: {exc.errors(include_url=False)}") from exc
 
@@ -237,14 +241,10 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
 def serve(path: Path, host: str, port: int, api_key: str | None = None) -> None:
     """Serve the embedded store at ``path`` until interrupted (it holds the folder's lock)."""
     import uvicorn
-    from qdrant_client import QdrantClient
 
-    from streamrag.embedded_qdrant import EmbeddedClient
+    from streamrag.config import QdrantSettings
 
-    path.mkdir(parents=True, exist_ok=True)
-    # Local mode scans anyway and would warn on every create_payload_index a client sends.
-    warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
-    client = EmbeddedClient(QdrantClient(path=str(path), force_disable_check_same_thread=True))
+    client = QdrantSettings(path=path).client()  # the embedded store, as every streamrag process opens it
     version = _client_version()
     log.info(
         "Qdrant stand-in (embedded store %s) on http://%s:%d, reporting version %s", path, host, port, version
