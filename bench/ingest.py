@@ -237,8 +237,7 @@ def main() -> int:
     if args.corpus_dir:
         from serving.eval.schema import Corpus
 
-        corpus = Corpus.load_jsonl(args.corpus_dir)
-        corpus = Corpus(corpus.documents[: args.docs], corpus.queries)
+        corpus = Corpus.load_jsonl(args.corpus_dir).head(args.docs)
     else:
         corpus = build_corpus(max_docs=args.docs)
     embedder = Embedder(

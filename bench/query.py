@@ -81,19 +81,30 @@ def main() -> int:
         default=3,
         help="times the clients send the questions (more requests, steadier p50)",
     )
-    ap.add_argument("--answers", type=int, default=3)
+    ap.add_argument(
+        "--answers", type=int, default=3, help="/v1/answer requests timed; 0 skips the generator entirely"
+    )
+    ap.add_argument("--corpus-dir", type=Path, default=None, help="a saved corpus (Corpus.save_jsonl) to use")
+    ap.add_argument(
+        "--model-path", type=Path, default=None, help="a sentence-transformers folder (default: packaged)"
+    )
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
-    corpus = build_corpus(max_docs=args.docs)
+    if args.corpus_dir:
+        from serving.eval.schema import Corpus
+
+        corpus = Corpus.load_jsonl(args.corpus_dir).head(args.docs)
+    else:
+        corpus = build_corpus(max_docs=args.docs)
     tmp = Path(tempfile.mkdtemp(prefix="streamrag-qbench-"))
     qdrant = QdrantSettings(path=tmp / "q", collection="bench")
-    base = PipelineSettings(metrics_port=None, features_topic=None)
+    base = PipelineSettings(metrics_port=None, features_topic=None, embedding_model_path=args.model_path)
     topic = new_topic(base.kafka.librdkafka(), 4)
     group = f"qbench-{uuid.uuid4().hex[:8]}"
     with Publisher(base.kafka, topic=topic) as pub:
         pub.publish_many(make_events(corpus.documents, tenant="default"))
-    embedder = Embedder()
+    embedder = Embedder(args.model_path)
     client = qdrant.client()
     running = start_in_thread(
         base.model_copy(
@@ -111,9 +122,14 @@ def main() -> int:
     print(f"indexed {len(corpus.documents)} documents, {points} chunks")
 
     llm_port, api_port = free_port(), free_port()
-    llm = start_llm(llm_port)
+    llm = start_llm(llm_port) if args.answers else None
     settings = ApiSettings(
-        qdrant=qdrant, port=api_port, llm_port=llm_port, queries_topic=None, max_new_tokens=64
+        qdrant=qdrant,
+        port=api_port,
+        llm_port=llm_port,
+        queries_topic=None,
+        max_new_tokens=64,
+        embedding_model_path=args.model_path,
     )
     if settings.query_torch_threads:  # what `streamrag serve --no-pipeline` sets: stages alone use it too
         import torch
@@ -183,6 +199,8 @@ def main() -> int:
         "STREAMRAG_MAX_NEW_TOKENS": "64",
         "STREAMRAG_LOG_LEVEL": "WARNING",
     }
+    if args.model_path:
+        env["STREAMRAG_EMBEDDING_MODEL_PATH"] = str(args.model_path)
     if settings.query_torch_threads:
         env["STREAMRAG_QUERY_TORCH_THREADS"] = str(settings.query_torch_threads)
     api = subprocess.Popen(
@@ -304,7 +322,8 @@ def main() -> int:
         )
     api.terminate()
     api.wait(30)
-    llm.should_exit = True
+    if llm is not None:
+        llm.should_exit = True
     if args.record:
         res = {
             "docs": len(corpus.documents),

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from producers.cdc.connector import ConnectorError, connector_config, connector_status, register
 from stack import connect, kafka, postgres
 from stack.errors import StackError
-from stack.maven import ensure_jars, require_binary
+from stack.maven import ARTIFACT_SETS, ensure_jars, jars_present, require_binary
 from stack.settings import StackSettings
 from streamrag.contracts import Topics
 
@@ -21,20 +21,31 @@ class ComponentStatus:
     detail: str
 
 
-def preflight(settings: StackSettings) -> None:
-    """Fail early, with the install command, when a binary the stack needs is missing."""
+def preflight(settings: StackSettings, kafka_only: bool = False) -> None:
+    """Fail early, with the install command, when a binary the stack needs is missing.
+
+    Maven is needed only while jars are missing from the cache, so a machine given a filled
+    ``.cache/lib`` (and a JRE) can run Kafka without it.
+    """
     require_binary(settings.java, "Java (17 or newer)", "apt-get install -y default-jdk-headless")
-    require_binary(settings.mvn, "Apache Maven", "apt-get install -y maven")
-    postgres.bin_dir()
+    sets = ("kafka",) if kafka_only else tuple(ARTIFACT_SETS)
+    if not all(jars_present(settings, s) for s in sets):
+        require_binary(settings.mvn, "Apache Maven", "apt-get install -y maven")
+    if not kafka_only:
+        postgres.bin_dir()
 
 
-def up(settings: StackSettings, log: Callable[[str], None] = print) -> None:
-    preflight(settings)
-    ensure_jars(settings, log=log)
+def up(settings: StackSettings, log: Callable[[str], None] = print, kafka_only: bool = False) -> None:
+    """Start what is not running, in dependency order; ``kafka_only``: the broker and topics alone
+    (for publishing documents yourself, with no CDC from PostgreSQL)."""
+    preflight(settings, kafka_only)
+    ensure_jars(settings, log=log, sets=("kafka",) if kafka_only else None)
     log(f"kafka      {kafka.start(settings)}")
     created = kafka.ensure_topics(settings)
     if created:
         log(f"topics     created {', '.join(sorted(created))}")
+    if kafka_only:
+        return
     log(f"postgres   {postgres.start(settings)}")
     log(f"connect    {connect.start(settings)}")
     try:

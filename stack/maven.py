@@ -32,15 +32,21 @@ def jars_dir(settings: StackSettings, artifact_set: str) -> Path:
     return settings.lib_dir / ARTIFACT_SETS[artifact_set]
 
 
-def ensure_jars(settings: StackSettings, log=print) -> None:
-    """Copy every artifact set's runtime jars into the cache; a set already there is kept.
+def jars_present(settings: StackSettings, artifact_set: str) -> bool:
+    """Whether the set's jars were copied completely (the marker is written last)."""
+    return (jars_dir(settings, artifact_set) / ".complete").exists()
+
+
+def ensure_jars(settings: StackSettings, log=print, sets: tuple[str, ...] | None = None) -> None:
+    """Copy the artifact sets' runtime jars (all of them by default) into the cache; a set
+    already there is kept.
 
     The Maven local repository is the project's own (``.cache/m2``) so CI can cache it.
     """
-    for artifact_set in ARTIFACT_SETS:
+    for artifact_set in sets or tuple(ARTIFACT_SETS):
         target = jars_dir(settings, artifact_set)
         marker = target / ".complete"
-        if marker.exists():
+        if jars_present(settings, artifact_set):
             continue
         mvn = require_binary(
             settings.mvn, "Apache Maven", "apt-get install -y maven (and a JDK: default-jdk-headless)"

@@ -60,13 +60,24 @@ def _fail(message: str) -> None:
 
 
 @stack.command("up")
-def stack_up() -> None:
-    """Start (or keep) every component, create topics and register the CDC connector."""
+@click.option(
+    "--kafka-only",
+    is_flag=True,
+    help="Start the broker and create the topics, nothing else: no PostgreSQL, Connect or CDC "
+    "(for publishing documents with `streamrag publish`). Needs only Java once the jars are cached.",
+)
+def stack_up(kafka_only: bool) -> None:
+    """Start (or keep) every component, create topics and register the CDC connector.
+
+    \b
+      streamrag stack up               # Kafka, PostgreSQL, Connect + Debezium
+      streamrag stack up --kafka-only  # Kafka and the topics alone
+    """
     from stack.errors import StackError
     from stack.manager import up
 
     try:
-        up(_stack_settings(), log=click.echo)
+        up(_stack_settings(), log=click.echo, kafka_only=kafka_only)
     except StackError as exc:
         _fail(str(exc))
 

@@ -83,6 +83,18 @@ class Corpus:
                 raise CorpusError(f"query {query.query_id!r} names unknown documents {missing}")
         return self
 
+    def head(self, n: int) -> Corpus:
+        """The first ``n`` documents and the queries they answer (each query keeps only the
+        relevant documents among them; one left with none is dropped)."""
+        documents = self.documents[:n]
+        kept = {doc.doc_id for doc in documents}
+        queries = []
+        for query in self.queries:
+            relevant = [d for d in query.relevant_doc_ids if d in kept]
+            if relevant:
+                queries.append(EvalQuery(query.query_id, query.text, relevant, query.source))
+        return Corpus(documents, queries)
+
     def documents_by_id(self) -> dict[str, EvalDocument]:
         """A fresh ``doc_id -> document`` map."""
         return {doc.doc_id: doc for doc in self.documents}

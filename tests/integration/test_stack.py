@@ -33,6 +33,13 @@ def test_up_is_idempotent(stack: Any) -> None:
     assert any("connect    already running" in line for line in lines), lines
 
 
+def test_up_kafka_only_touches_nothing_but_kafka(stack: Any) -> None:
+    lines: list[str] = []
+    up(stack, log=lines.append, kafka_only=True)
+    assert any("kafka      already running" in line for line in lines), lines
+    assert not any(line.startswith(("postgres", "connect", "debezium")) for line in lines), lines
+
+
 def test_status_cli_json_and_exit_code(stack: Any) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "streamrag", "stack", "status", "--json"],

@@ -58,3 +58,22 @@ def test_corpus_stats_counts_title_and_body_characters() -> None:
     assert stats.mean_doc_chars == pytest.approx(19.5)
     assert stats.by_source == {"debian-faq": (1, 1), "manpages": (1, 0)}
     assert corpus_stats(Corpus([], [])).mean_doc_chars == 0.0
+
+
+def test_head_keeps_the_first_documents_and_only_the_queries_they_answer() -> None:
+    corpus = Corpus(
+        documents=[
+            EvalDocument("faq/a", "A", "a", "debian-faq"),
+            EvalDocument("faq/b", "B", "b", "debian-faq"),
+            EvalDocument("man/c", "C", "c", "manpages"),
+        ],
+        queries=[
+            EvalQuery("q1", "a or c?", ["faq/a", "man/c"], "debian-faq"),
+            EvalQuery("q2", "c?", ["man/c"], "manpages"),
+            EvalQuery("q3", "b?", ["faq/b"], "debian-faq"),
+        ],
+    )
+    head = corpus.head(2).check()
+    assert [d.doc_id for d in head.documents] == ["faq/a", "faq/b"]
+    assert [(q.query_id, q.relevant_doc_ids) for q in head.queries] == [("q1", ["faq/a"]), ("q3", ["faq/b"])]
+    assert corpus.head(10) == corpus
