@@ -60,7 +60,7 @@ BROKER_ARTIFACTS = {
 #: sentence-transformers, tokenizers, numpy, huggingface_hub, grpcio, protobuf, jinja2, ...).
 WHEELS = (
     "bytewax", "confluent-kafka", "pydantic", "pydantic-core", "pydantic-settings", "annotated-types",
-    "typing-inspection", "python-dotenv", "qdrant-client", "portalocker", "fastapi", "starlette",
+    "typing-inspection", "python-dotenv", "qdrant-client", "portalocker", "fastapi", "opentelemetry-api", "starlette",
     "annotated-doc", "uvicorn", "uvloop", "httptools", "h11", "h2", "hpack", "hyperframe", "httpx",
     "httpcore", "anyio", "idna", "certifi", "prometheus-client", "click", "rich", "pygments",
     "markdown-it-py", "mdurl", "pyyaml", "psycopg", "psycopg-binary",

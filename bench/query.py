@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import numpy as np
+from qdrant_client import models as qm
 
 from bench.ingest import Progress, cpu_seconds, forget, make_events, new_topic
 from producers.publisher import Publisher
 from serving.api.app import build_state
 from serving.eval.corpus import build_corpus
-from serving.retrieval.search import dedupe_latest, fuse
+from serving.retrieval.search import rank, tenant_filter
 from serving.settings import ApiSettings
 from streamrag.config import QdrantSettings
 from streamrag.contracts import IndexSchema as S
@@ -144,26 +145,20 @@ def main() -> int:
     enc, ret = state.encoder, state.retriever
     stage: dict[str, list[float]] = {"embed": [], "search": [], "fuse": []}
     public: list[float] = []
+    k = 5  # as the clients below ask
     for q in questions:
         t0 = time.perf_counter()
         dense, (idx, vals) = enc.encode(q)
         t1 = time.perf_counter()
-        from qdrant_client import models as qm
-
-        from serving.retrieval.search import _hit, tenant_filter  # the same code path as the API
-
-        flt = tenant_filter("default")
-        d = ret.nearest(ret.collection, dense, S.DENSE, flt, ret.candidates)
-        sp = ret.nearest(
-            ret.collection, qm.SparseVector(indices=idx, values=vals), S.SPARSE, flt, ret.candidates
-        )
+        flt = tenant_filter("default")  # the API's own calls, stage by stage (Retriever.search)
+        d, sp = ret.shortlist(ret.collection, dense, (idx, vals), flt, k, settings.hybrid_weight)
         t2 = time.perf_counter()
-        pay = {str(p.id): p.payload for p in [*d, *sp]}
-        fused = fuse([[(str(p.id), p.score) for p in d], [(str(p.id), p.score) for p in sp]], [0.5, 0.5])
-        dedupe_latest([_hit(pid, pay[pid], s, None) for pid, s in fused])
+        ranked = rank(d, sp, settings.hybrid_weight, settings.fusion)
         t3 = time.perf_counter()
+        ret.hits(ret.collection, "default", ranked, k)
+        t4 = time.perf_counter()
         stage["embed"].append(t1 - t0)
-        stage["search"].append(t2 - t1)
+        stage["search"].append(t2 - t1 + t4 - t3)  # candidates, then the k results' payloads
         stage["fuse"].append(t3 - t2)
         # the same two searches through qdrant-client's public local-mode API, for comparison
         t4 = time.perf_counter()

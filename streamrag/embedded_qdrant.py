@@ -29,11 +29,20 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 log = logging.getLogger("streamrag.qdrant")
+
+
+class Scored(NamedTuple):
+    """A nearest-search result for ranking: the point's id, its score and some payload fields."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
 
 #: Client methods that write points: their sqlite writes are committed once, when the call returns.
 _WRITES = frozenset(
@@ -219,51 +228,91 @@ class EmbeddedClient:
         """
         from qdrant_client import models as qm
 
-        if limit <= 0:
-            return []
         if not self._fast:
-            return _public_nearest(self._inner, collection, query, using, query_filter, limit)
+            return (
+                _public_nearest(self._inner, collection, query, using, query_filter, limit)
+                if limit > 0
+                else []
+            )
         with self._reading() as local:
             coll = local._get_collection(collection)
-            n = len(coll.payload)
-            # local mode grows these flags with np.append(.., 0): int arrays, so cast before negating
-            mask = ~coll.deleted[:n].astype(bool) & ~coll.deleted_per_vector[using][:n].astype(bool)
-            if isinstance(query, qm.SparseVector):
-                scores, overlap = self._sparse_scores(coll, using, query, mask)
-                mask = mask & overlap
-            else:
-                vectors = coll.vectors[using]
-                if vectors.dtype != np.float32:
-                    # Local mode reloads stored vectors as float64 (np.array of lists); points
-                    # added in-session are float32. One cast halves the memory and the matmul.
-                    with self._cache_lock:
-                        if coll.vectors[using].dtype != np.float32:
-                            coll.vectors[using] = coll.vectors[using].astype(np.float32)
-                        vectors = coll.vectors[using]
-                vectors = vectors[:n]
-                q = np.asarray(query, dtype=np.float32)
-                norm = float(np.linalg.norm(q))
-                scores = vectors @ (q / norm if norm > 1e-8 else q)
-            live = np.flatnonzero(mask)
-            if query_filter is None:
-                if len(live) > limit:
-                    live = live[np.argpartition(-scores[live], limit - 1)[:limit]]
-                order = live[np.argsort(-scores[live], kind="stable")]
-            else:
-                order = self._best_passing(
-                    coll, query_filter, live[np.argsort(-scores[live], kind="stable")], limit
-                )
+            rows, scores = self._nearest_rows(coll, query, using, query_filter, limit)
             # model_construct: the values are the store's own, already valid (validation was a
             # sixth of a search)
             return [
                 qm.ScoredPoint.model_construct(
-                    id=coll.ids_inv[i],
-                    version=0,
-                    score=float(scores[i]),
-                    payload=_json_copy(coll.payload[i]),
+                    id=coll.ids_inv[i], version=0, score=score, payload=_json_copy(coll.payload[i])
                 )
-                for i in order.tolist()
+                for i, score in zip(rows, scores, strict=True)
             ]
+
+    def fast_scored(
+        self, collection: str, query: Any, using: str, query_filter: Any, limit: int, fields: Sequence[str]
+    ) -> list[Scored]:
+        """:meth:`fast_query`'s points as :class:`Scored` with only the payload ``fields`` (top-level
+        scalars): what ranking needs, without copying every candidate's text."""
+        if not self._fast:
+            return _public_scored(self._inner, collection, query, using, query_filter, limit, fields)
+        with self._reading() as local:
+            coll = local._get_collection(collection)
+            rows, scores = self._nearest_rows(coll, query, using, query_filter, limit)
+            payloads, ids = coll.payload, coll.ids_inv
+            return [
+                Scored(str(ids[i]), score, {f: payloads[i][f] for f in fields if f in payloads[i]})
+                for i, score in zip(rows, scores, strict=True)
+            ]
+
+    def fast_payloads(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{id: payload}`` (copies) of the live points among ``ids``, as ``retrieve`` gives them."""
+        if not self._fast:
+            return _public_payloads(self._inner, collection, ids)
+        with self._reading() as local:
+            coll = local._get_collection(collection)
+            out: dict[str, dict[str, Any]] = {}
+            for pid in ids:
+                i = coll.ids.get(pid)
+                if i is not None and not coll.deleted[i]:
+                    out[str(pid)] = _json_copy(coll.payload[i])
+            return out
+
+    def _nearest_rows(
+        self, coll: Any, query: Any, using: str, query_filter: Any, limit: int
+    ) -> tuple[list[int], list[float]]:
+        """The rows of the ``limit`` nearest live points that pass the filter, best first, and
+        their scores (the read side must be held)."""
+        from qdrant_client import models as qm
+
+        if limit <= 0:
+            return [], []
+        n = len(coll.payload)
+        # local mode grows these flags with np.append(.., 0): int arrays, so cast before negating
+        mask = ~coll.deleted[:n].astype(bool) & ~coll.deleted_per_vector[using][:n].astype(bool)
+        if isinstance(query, qm.SparseVector):
+            scores, overlap = self._sparse_scores(coll, using, query, mask)
+            mask = mask & overlap
+        else:
+            vectors = coll.vectors[using]
+            if vectors.dtype != np.float32:
+                # Local mode reloads stored vectors as float64 (np.array of lists); points
+                # added in-session are float32. One cast halves the memory and the matmul.
+                with self._cache_lock:
+                    if coll.vectors[using].dtype != np.float32:
+                        coll.vectors[using] = coll.vectors[using].astype(np.float32)
+                    vectors = coll.vectors[using]
+            vectors = vectors[:n]
+            q = np.asarray(query, dtype=np.float32)
+            norm = float(np.linalg.norm(q))
+            scores = vectors @ (q / norm if norm > 1e-8 else q)
+        live = np.flatnonzero(mask)
+        if query_filter is None:
+            if len(live) > limit:
+                live = live[np.argpartition(-scores[live], limit - 1)[:limit]]
+            order = live[np.argsort(-scores[live], kind="stable")]
+        else:
+            order = self._best_passing(
+                coll, query_filter, live[np.argsort(-scores[live], kind="stable")], limit
+            )
+        return order.tolist(), scores[order].astype(np.float64).tolist()
 
     @staticmethod
     def _best_passing(coll: Any, flt: Any, ranked: np.ndarray, limit: int) -> np.ndarray:
@@ -495,6 +544,46 @@ def nearest(client: Any, collection: str, query: Any, using: str, query_filter: 
     if isinstance(client, EmbeddedClient):
         return client.fast_query(collection, query, using, query_filter, limit)
     return _public_nearest(client, collection, query, using, query_filter, limit)
+
+
+def nearest_scored(
+    client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int, fields: Sequence[str]
+) -> list[Scored]:
+    """The ``limit`` nearest points as :class:`Scored` with only the payload ``fields``, with any
+    client (a server sends only those fields; embedded Qdrant copies only them)."""
+    if isinstance(client, EmbeddedClient):
+        return client.fast_scored(collection, query, using, query_filter, limit, fields)
+    return _public_scored(client, collection, query, using, query_filter, limit, fields)
+
+
+def payloads_of(client: Any, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{id: payload}`` of the points among ``ids`` that exist now (one ``retrieve``)."""
+    if not ids:
+        return {}
+    if isinstance(client, EmbeddedClient):
+        return client.fast_payloads(collection, ids)
+    return _public_payloads(client, collection, ids)
+
+
+def _public_scored(
+    client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int, fields: Sequence[str]
+) -> list[Scored]:
+    if limit <= 0:
+        return []
+    response = client.query_points(
+        collection,
+        query=query,
+        using=using,
+        query_filter=query_filter,
+        limit=limit,
+        with_payload=list(fields),
+    )
+    return [Scored(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+
+def _public_payloads(client: Any, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    points = client.retrieve(collection, list(ids), with_payload=True, with_vectors=False)
+    return {str(p.id): dict(p.payload or {}) for p in points}
 
 
 def _public_scan(

@@ -667,6 +667,42 @@ def test_public_fallback_gives_the_same_answers(client: EmbeddedClient) -> None:
     assert not fallback._sparse  # no postings were built: the numpy paths never ran
 
 
+def test_scored_and_payloads_give_what_query_and_retrieve_give(client: EmbeddedClient) -> None:
+    """``fast_scored`` is ``fast_query`` (checked against the public API above) with only the asked
+    payload fields, and ``fast_payloads``
+    is ``retrieve`` of the live points among the ids (deleted and unknown ids left out), on the
+    fast paths and on the public fallback alike."""
+    create_collection(client)
+    rng = np.random.default_rng(19)
+    points = random_points(rng, 80)
+    client.upsert(COLL, points=points, wait=True)
+    gone = [points[3].id, points[10].id]
+    client.delete(COLL, points_selector=qm.PointIdsList(points=gone), wait=True)
+    fallback = EmbeddedClient(client._inner)
+    fallback._fast = False
+    fields = ["tenant", "version", "absent"]
+    for c in (client, fallback):
+        for flt in (None, filters()["tenant"]):
+            for using, query in (("dense", dense_vector(rng)), ("sparse", sparse_vector(rng))):
+                full = c.fast_query(COLL, query, using, flt, 15)
+                scored = c.fast_scored(COLL, query, using, flt, 15, fields)
+                assert full
+                assert [s.id for s in scored] == [str(p.id) for p in full]
+                # (local mode's own scores can differ in the last float32 bit from call to call)
+                assert [s.score for s in scored] == pytest.approx([p.score for p in full], abs=1e-6)
+                assert [s.payload for s in scored] == [
+                    {f: p.payload[f] for f in ("tenant", "version")} for p in full
+                ]
+        ids = [str(p.id) for p in points[:12]] + [new_id(rng)]
+        got = c.fast_payloads(COLL, ids)
+        expected = {str(p.id): p.payload for p in client.retrieve(COLL, ids, with_payload=True)}
+        assert got == expected
+        assert set(got) == {str(p.id) for p in points[:12]} - {str(g) for g in gone}
+    copy = client.fast_payloads(COLL, [str(points[0].id)])[str(points[0].id)]
+    copy["metadata"]["lang"] = "changed"  # a copy: the stored point is not changed
+    assert client.retrieve(COLL, [points[0].id])[0].payload["metadata"]["lang"] != "changed"
+
+
 # --- threads ----------------------------------------------------------------------------------------
 
 

@@ -11,14 +11,14 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from qdrant_client import models as qm
 
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import sparse_encode
-from streamrag.embedded_qdrant import nearest
+from streamrag.embedded_qdrant import Scored, nearest_scored, payloads_of
 from streamrag.sentence_model import freeze, id_batch, resolve_dtype
 
 
@@ -236,6 +236,11 @@ class Retriever:
         rerank: bool = False,
         per_doc: int = 1,
     ) -> SearchResult:
+        """The ``k`` best chunks of the caller's documents, each document's latest version only.
+
+        Candidates come back with the few payload fields that ranking reads (:data:`RANK_FIELDS`);
+        only the chunks returned (or reranked) are then read whole, in one more call. A chunk
+        rewritten between the two reads is returned as it is now: never older than its ranking."""
         t: dict[str, float] = {}
         collection, encoder = self.resolve()
         t0 = time.perf_counter()
@@ -243,34 +248,89 @@ class Retriever:
         t["embed_ms"] = (time.perf_counter() - t0) * 1000
         flt = tenant_filter(tenant, metadata)
         t1 = time.perf_counter()
-        n = max(self.candidates, k * 4)
-        dense_pts = self.nearest(collection, dense, S.DENSE, flt, n)
-        sparse_pts: list[Any] = []
-        if idx and hybrid_weight < 1:
-            sparse_pts = self.nearest(collection, qm.SparseVector(indices=idx, values=vals), S.SPARSE, flt, n)
-        t["search_ms"] = (time.perf_counter() - t1) * 1000
-        payloads = {str(p.id): p.payload or {} for p in [*dense_pts, *sparse_pts]}
-        dense_scores = {str(p.id): float(p.score) for p in dense_pts}
-        fused = fuse(
-            [
-                [(str(p.id), float(p.score)) for p in dense_pts],
-                [(str(p.id), float(p.score)) for p in sparse_pts],
-            ],
-            [hybrid_weight, 1 - hybrid_weight],
-            method=fusion,
-        )
-        hits = dedupe_latest(
-            [_hit(pid, payloads[pid], score, dense_scores.get(pid)) for pid, score in fused], per_doc
-        )
+        dense_pts, sparse_pts = self.shortlist(collection, dense, (idx, vals), flt, k, hybrid_weight)
+        searched = time.perf_counter() - t1
+        ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
+        want = max(k * 3, 10) if rerank and self.reranker is not None else k
+        t2 = time.perf_counter()
+        hits = self.hits(collection, tenant, ranked, want)
+        t["search_ms"] = (searched + time.perf_counter() - t2) * 1000
         if rerank and self.reranker is not None:
-            t2 = time.perf_counter()
-            hits = self.reranker(query, hits[: max(k * 3, 10)])
-            t["rerank_ms"] = (time.perf_counter() - t2) * 1000
+            t3 = time.perf_counter()
+            hits = self.reranker(query, hits)
+            t["rerank_ms"] = (time.perf_counter() - t3) * 1000
         return SearchResult(hits[:k], t, dense)
 
-    def nearest(self, collection: str, query: Any, using: str, flt: qm.Filter, limit: int) -> list[Any]:
-        """The ``limit`` nearest points with payloads (embedded Qdrant's numpy path when embedded)."""
-        return nearest(self.client, collection, query, using, flt, limit)
+    def shortlist(
+        self,
+        collection: str,
+        dense: list[float],
+        sparse: tuple[list[int], list[float]],
+        flt: qm.Filter,
+        k: int,
+        hybrid_weight: float = 0.5,
+    ) -> tuple[list[Scored], list[Scored]]:
+        """Dense and sparse candidates (``max(candidates, 4k)`` each) with :data:`RANK_FIELDS`."""
+        n = max(self.candidates, k * 4)
+        dense_pts = nearest_scored(self.client, collection, dense, S.DENSE, flt, n, RANK_FIELDS)
+        idx, vals = sparse
+        sparse_pts: list[Scored] = []
+        if idx and hybrid_weight < 1:
+            query = qm.SparseVector(indices=idx, values=vals)
+            sparse_pts = nearest_scored(self.client, collection, query, S.SPARSE, flt, n, RANK_FIELDS)
+        return dense_pts, sparse_pts
+
+    def hits(self, collection: str, tenant: str, ranked: list[Candidate], want: int) -> list[Hit]:
+        """The first ``want`` of ``ranked`` read whole, in rank order. A candidate deleted since it
+        was ranked is skipped and the next one read instead; one of another tenant never passes."""
+        hits: list[Hit] = []
+        start = 0
+        while len(hits) < want and start < len(ranked):
+            batch = ranked[start : start + want - len(hits)]
+            start += len(batch)
+            full = payloads_of(self.client, collection, [c.point_id for c in batch])
+            for c in batch:
+                pl = full.get(c.point_id)
+                if pl is not None and pl.get(S.TENANT) == tenant:
+                    hits.append(_hit(c.point_id, pl, c.score, c.dense_score))
+        return hits
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A ranked candidate before its text is read: what fusion and dedup need."""
+
+    point_id: str
+    tenant: str
+    doc_id: str
+    version: int
+    score: float
+    dense_score: float | None
+
+
+#: The payload fields that ranking reads (fusion needs none; dedup needs these).
+RANK_FIELDS = (S.TENANT, S.DOC_ID, S.VERSION)
+
+
+def rank(
+    dense_pts: list[Scored], sparse_pts: list[Scored], hybrid_weight: float, fusion: str, per_doc: int = 1
+) -> list[Candidate]:
+    """Fused candidates, each document's latest version only, at most ``per_doc`` chunks each."""
+    fields = {p.id: p.payload for p in (*dense_pts, *sparse_pts)}
+    dense_scores = {p.id: p.score for p in dense_pts}
+    fused = fuse(
+        [[(p.id, p.score) for p in dense_pts], [(p.id, p.score) for p in sparse_pts]],
+        [hybrid_weight, 1 - hybrid_weight],
+        method=fusion,
+    )
+    return dedupe_latest(
+        [
+            Candidate(pid, f[S.TENANT], f[S.DOC_ID], f[S.VERSION], score, dense_scores.get(pid))
+            for pid, score in fused
+            for f in (fields[pid],)
+        ],
+        per_doc,
+    )
 
 
 def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) -> Hit:
@@ -291,7 +351,19 @@ def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) 
     )
 
 
-def dedupe_latest(hits: list[Hit], per_doc: int = 1) -> list[Hit]:
+class _Versioned(Protocol):
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def doc_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=_Versioned)
+
+
+def dedupe_latest(hits: list[V], per_doc: int = 1) -> list[V]:
     """Keep only each document's latest version, and at most ``per_doc`` chunks of it (rank order kept)."""
     latest: dict[tuple[str, str], int] = {}
     for h in hits:
