@@ -251,6 +251,7 @@ class Retriever:
         dense_pts, sparse_pts = self.shortlist(collection, dense, (idx, vals), flt, k, hybrid_weight)
         searched = time.perf_counter() - t1
         ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
+        t["rank_ms"] = (time.perf_counter() - t1 - searched) * 1000
         want = max(k * 3, 10) if rerank and self.reranker is not None else k
         t2 = time.perf_counter()
         hits = self.hits(collection, tenant, ranked, want)
