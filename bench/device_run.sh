@@ -45,7 +45,7 @@ S(sys.argv[1], device='cpu').to(torch.float32).save(sys.argv[2])" "$KIT/device/m
             fi
             for clients in ${CLIENTS:-1 2}; do
                 python3 bench/query.py --model-path "$KIT/model32" --corpus-dir "$KIT/device/corpus" \
-                    --docs "${QDOCS:-150}" --clients "$clients" --answers 0 2>&1 | tee -a "$OUT/query.log"
+                    --docs "${QDOCS:-150}" --clients "$clients" --rounds "${ROUNDS:-3}" --answers 0 2>&1 | tee -a "$OUT/query.log"
             done
             ;;
         *) echo "unknown bench '$what' (ingest, query)"; exit 2 ;;
