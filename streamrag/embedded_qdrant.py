@@ -62,6 +62,11 @@ _WRITES = frozenset(
 )
 
 
+#: Client methods that only read dictionaries of the local client (no point data): they take the
+#: read side, so the API's per-request alias lookup does not wait for, or hold up, searches.
+_READS = frozenset({"get_aliases", "get_collection_aliases", "collection_exists", "get_collections"})
+
+
 class _ReadWriteLock:
     """Many readers at once, or one writer.
 
@@ -155,6 +160,13 @@ class EmbeddedClient:
         if not callable(attr):
             return attr
         batched = name in _WRITES
+        if name in _READS:
+
+            def reading(*args: Any, **kwargs: Any) -> Any:
+                with self._lock.read():
+                    return attr(*args, **kwargs)
+
+            return reading
 
         def locked(*args: Any, **kwargs: Any) -> Any:
             with self._lock.write():

@@ -872,6 +872,30 @@ def test_searches_run_side_by_side(client: EmbeddedClient, monkeypatch: pytest.M
     assert [results[0], results[1]] == alone
 
 
+def test_alias_and_collection_lookups_do_not_wait_for_a_search(client: EmbeddedClient) -> None:
+    """The API looks its alias up on every request: a lookup runs while a search holds the read
+    side (a write would wait for it), and sees what it saw before."""
+    create_collection(client)
+    client.update_collection_aliases(
+        [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=COLL, alias_name="live"))]
+    )
+    before = client.get_aliases().aliases
+    with client._reading():  # a search in flight
+        done: list[Any] = []
+        t = _in_thread(
+            lambda: done.extend(
+                [client.get_aliases().aliases, client.collection_exists(COLL), client.get_collections()]
+            )
+        )
+        t.join(5)
+        assert done, "a lookup waited for the read side to be released"
+        writer = _in_thread(lambda: client.delete_collection("nothing-here"))
+        writer.join(0.3)
+        assert writer.is_alive()  # a write still waits for the search
+    writer.join(5)
+    assert done[0] == before and done[1] is True and COLL in [c.name for c in done[2].collections]
+
+
 # --- typed and array matching (divergences found while writing these tests, fixed) ----------------------------------------------------------------------------
 
 
