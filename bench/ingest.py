@@ -180,7 +180,23 @@ class Progress:
         self._parts = [TopicPartition(topic, p) for p in md.partitions]
 
     def committed(self) -> int:
-        return sum(max(tp.offset, 0) for tp in self._consumer.committed(self._parts, timeout=10))
+        """The group's committed offsets summed; 0 while the group coordinator is still loading
+        (a fresh broker answers NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS for a while)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        loading = {
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+        }
+        try:
+            parts = self._consumer.committed(self._parts, timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and (error.code() in loading or error.retriable()):
+                return 0
+            raise
+        return sum(max(tp.offset, 0) for tp in parts)
 
     def log_end(self) -> int:
         return sum(
