@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-deps demo test test-unit lint format bench eval stack-up stack-down stack-status clean
+.PHONY: help setup system-deps demo test test-unit lint format bench device-kit eval stack-up stack-down stack-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ format: setup
 bench: stack-up ## Benchmarks (ratios measured side by side); results go to bench/RESULTS.md
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+
+device-kit: setup ## Pack .device/ and .kit/ for the benches on a GPU machine (bench/device_run.sh)
+	$(BIN)/python bench/device_kit.py
 
 eval: stack-up ## Retrieval and answer evaluation on the Debian FAQ + man pages corpus
 	$(BIN)/streamrag eval
