@@ -9,6 +9,7 @@ import pytest
 from stack import postgres
 from stack.errors import StackError
 from stack.manager import preflight
+from stack.maven import jars_dir
 from stack.settings import StackSettings
 
 
@@ -39,16 +40,17 @@ def test_settings_derive_ports_and_dirs() -> None:
     assert settings.lib_dir == settings.cache_dir / "lib"
 
 
-def _cached_kafka_jars(cache: Path) -> None:
-    lib = cache / "lib" / "kafka"
-    lib.mkdir(parents=True)
-    (lib / ".complete").write_text("ok\n")
+def _cached_jars(cache: Path, *sets: str) -> None:
+    for artifact_set in sets or ("kafka",):
+        lib = jars_dir(StackSettings(cache_dir=cache), artifact_set)
+        lib.mkdir(parents=True)
+        (lib / ".complete").write_text("ok\n")
 
 
 def test_maven_is_not_needed_once_the_jars_are_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _cached_kafka_jars(tmp_path)
+    _cached_jars(tmp_path)
     no_mvn = StackSettings(mvn="/nonexistent/streamrag-no-such-binary", cache_dir=tmp_path)
     preflight(no_mvn, kafka_only=True)  # Kafka's jars are there: Java alone is enough
     with pytest.raises(StackError, match="maven"):
@@ -56,10 +58,10 @@ def test_maven_is_not_needed_once_the_jars_are_cached(
 
 
 def test_kafka_only_does_not_need_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _cached_kafka_jars(tmp_path)
+    _cached_jars(tmp_path, "kafka", "debezium")  # no Maven needed either way
     which = postgres.shutil.which
     monkeypatch.setattr(postgres.glob, "glob", lambda _pattern: [])
     monkeypatch.setattr(postgres.shutil, "which", lambda name: None if name == "initdb" else which(name))
     preflight(StackSettings(cache_dir=tmp_path), kafka_only=True)
     with pytest.raises(StackError, match="postgresql"):
-        preflight(StackSettings())
+        preflight(StackSettings(cache_dir=tmp_path))
