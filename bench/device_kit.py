@@ -7,8 +7,8 @@ git-ignored folders, each carried by its own call while the machine stays warm (
 
   .device/  model/        the packaged embedder, saved in fp16                      ~45 MB
             corpus/       the benches' corpus (Debian FAQ + man pages), saved          ~1 MB
-  .kit/     kafka.tar.xz  a jlink'd Java runtime + the broker's jars from .cache/lib  ~20 MB
-            wheels/       cp312 wheels of the dependencies that image lacks          ~20 MB
+  .kit/     kafka.tar.xz  a jlink'd Java runtime + the broker's jars from .cache/lib  ~30 MB
+            wheels/       cp312 wheels of the dependencies that image lacks          ~29 MB
 
 The broker is the same Apache Kafka the stack runs (``streamrag stack up --kafka-only`` starts
 it there): only Connect, its web server and the command-line tools are left out, and the
