@@ -477,6 +477,18 @@ def _row_filter(coll: Any, flt: Any) -> Callable[[int], bool]:
     )
     if not simple:
         return exact
+    if len(flt.must) == 1 and "." not in flt.must[0].key and isinstance(flt.must[0].match, qm.MatchValue):
+        # The API's tenant filter, on every query: one top-level key equal to one value.
+        key, expected = flt.must[0].key, flt.must[0].match.value
+        kind = type(expected)
+
+        def one(i: int) -> bool:
+            value = payloads[i].get(key)
+            if type(value) is kind:
+                return bool(value == expected)
+            return value is not None and isinstance(value, list | dict) and exact(i)
+
+        return one
     conds: list[tuple[list[str], Callable[[Any], bool]]] = [
         (
             c.key.split("."),

@@ -913,6 +913,24 @@ def test_int_match_does_not_match_a_float_payload(client: EmbeddedClient) -> Non
         assert_dense_same(client, q, flt, (10,), repr(match))
 
 
+def test_one_key_filter_agrees_with_local_mode_on_every_kind_of_value(client: EmbeddedClient) -> None:
+    """The API's filter (one top-level key equal to one value) has its own fast path: strings,
+    arrays holding the value, objects, missing keys, and the JSON types Python conflates (True and
+    1) pass or fail exactly as local mode decides."""
+    create_collection(client)
+    rng = np.random.default_rng(29)
+    values: list[Any] = ["a", "b", ["a", "c"], ["c"], {"x": "a"}, None, 1, True, 1.0, "1", [1, True]]
+    points = []
+    for value in values * 3:
+        p = point(rng, new_id(rng))
+        p.payload = {"tag": value} if value is not None else {}
+        points.append(p)
+    client.upsert(COLL, points=points, wait=True)
+    for expected in ("a", 1, True):
+        flt = qm.Filter(must=[qm.FieldCondition(key="tag", match=qm.MatchValue(value=expected))])
+        assert_dense_same(client, dense_vector(rng), flt, (1, 5, 40), f"tag == {expected!r}")
+
+
 def test_keyword_scan_on_a_list_valued_key(client: EmbeddedClient) -> None:
     """``scroll`` with MatchAny matches a point whose ``doc_key`` is a list holding a wanted value."""
     create_collection(client)
