@@ -241,11 +241,7 @@ class EmbeddedClient:
         from qdrant_client import models as qm
 
         if not self._fast:
-            return (
-                _public_nearest(self._inner, collection, query, using, query_filter, limit)
-                if limit > 0
-                else []
-            )
+            return _public_nearest(self._inner, collection, query, using, query_filter, limit)
         with self._reading() as local:
             coll = local._get_collection(collection)
             rows, scores = self._nearest_rows(coll, query, using, query_filter, limit)
@@ -477,21 +473,9 @@ def _row_filter(coll: Any, flt: Any) -> Callable[[int], bool]:
     )
     if not simple:
         return exact
-    if len(flt.must) == 1 and "." not in flt.must[0].key and isinstance(flt.must[0].match, qm.MatchValue):
-        # The API's tenant filter, on every query: one top-level key equal to one value.
-        key, expected = flt.must[0].key, flt.must[0].match.value
-        kind = type(expected)
-
-        def one(i: int) -> bool:
-            value = payloads[i].get(key)
-            if type(value) is kind:
-                return bool(value == expected)
-            return value is not None and isinstance(value, list | dict) and exact(i)
-
-        return one
-    conds: list[tuple[list[str], Callable[[Any], bool]]] = [
+    conds: list[tuple[Callable[[dict[str, Any]], Any], Callable[[Any], bool]]] = [
         (
-            c.key.split("."),
+            _getter(c.key.split(".")),
             _eq(c.match.value) if isinstance(c.match, qm.MatchValue) else _member(set(c.match.any)),
         )
         for c in flt.must
@@ -499,19 +483,29 @@ def _row_filter(coll: Any, flt: Any) -> Callable[[int], bool]:
 
     def fast(i: int) -> bool:
         pl = payloads[i]
-        for path, test in conds:
-            value: Any = pl
-            for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is None:
-                return False
-            if isinstance(value, list | dict):
-                return exact(i)  # arrays and objects: local mode's own rules decide
-            if not test(value):
-                return False
+        for get, test in conds:
+            value = get(pl)
+            if not test(value):  # the tests pass scalars of the expected JSON type only
+                # arrays and objects: local mode's own rules decide
+                return isinstance(value, list | dict) and exact(i)
         return True
 
     return fast
+
+
+def _getter(path: list[str]) -> Callable[[dict[str, Any]], Any]:
+    """The value at a dotted key's ``path`` in a payload, or None."""
+    if len(path) == 1:  # the usual case (the tenant filter, on every query): one dict lookup
+        key = path[0]
+        return lambda pl: pl.get(key)
+
+    def nested(pl: dict[str, Any]) -> Any:
+        value: Any = pl
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    return nested
 
 
 def _eq(expected: Any) -> Callable[[Any], bool]:
@@ -520,8 +514,10 @@ def _eq(expected: Any) -> Callable[[Any], bool]:
 
 
 def _member(allowed: set[Any]) -> Callable[[Any], bool]:
+    # the type first: arrays and objects (unhashable) are simply not members
+    kinds = {type(x) for x in allowed}
     typed = {(type(x), x) for x in allowed}
-    return lambda v: (type(v), v) in typed
+    return lambda v: type(v) in kinds and (type(v), v) in typed
 
 
 def _matches(value: Any, test: Callable[[Any], bool]) -> bool:
@@ -560,14 +556,6 @@ def scan_by_key(
     if isinstance(client, EmbeddedClient):
         return client.keyword_scan(collection, key, values, fields)
     return _public_scan(client, collection, key, values, fields)
-
-
-def nearest(client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int) -> list[Any]:
-    """The ``limit`` nearest points with payloads, with any client: embedded Qdrant's numpy path,
-    else ``query_points``."""
-    if isinstance(client, EmbeddedClient):
-        return client.fast_query(collection, query, using, query_filter, limit)
-    return _public_nearest(client, collection, query, using, query_filter, limit)
 
 
 def nearest_scored(
@@ -635,6 +623,8 @@ def _public_scan(
 def _public_nearest(
     client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int
 ) -> list[Any]:
+    if limit <= 0:
+        return []
     response = client.query_points(
         collection, query=query, using=using, query_filter=query_filter, limit=limit, with_payload=True
     )
