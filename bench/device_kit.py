@@ -32,6 +32,10 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stack.maven import jars_dir, mark_complete
+from stack.settings import StackSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: JDK modules the broker and its tools use (checked by running the kit's broker: format, start,
@@ -107,11 +111,7 @@ def repack(src: Path, dst: Path) -> int:
 
 def build_kafka(kit: Path, lib: Path) -> Path:
     jars = sorted(p for p in lib.glob("*.jar") if artifact_name(p.name) in BROKER_ARTIFACTS)
-    missing = (
-        BROKER_ARTIFACTS
-        - {artifact_name(p.name) for p in jars}
-        - {"kafka-storage-api", "jackson-datatype-jdk8"}
-    )
+    missing = BROKER_ARTIFACTS - {artifact_name(p.name) for p in jars}
     if missing:
         raise SystemExit(f"{lib} lacks {sorted(missing)}: run `make setup` (it resolves the stack's jars)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,10 +125,11 @@ def build_kafka(kit: Path, lib: Path) -> Path:
         libjvm = stage / "jre" / "lib" / "server" / "libjvm.so"
         if shutil.which("strip") and libjvm.exists():
             subprocess.run(["strip", "--strip-unneeded", str(libjvm)], check=True)
-        out = stage / "cache" / "lib" / "kafka"
+        # the stack's own cache layout, so `stack up` finds the jars and never calls Maven
+        out = jars_dir(StackSettings(cache_dir=stage / "cache"), "kafka")
         out.mkdir(parents=True)
         dropped = sum(repack(jar, out / jar.name) for jar in jars)
-        (out / ".complete").write_text("ok\n")  # what `stack up` checks before it would call Maven
+        mark_complete(out)
         print(
             f"jars: {len(jars)} of {len(list(lib.glob('*.jar')))} ({dropped} foreign native libraries left out)"
         )
@@ -181,7 +182,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=300, help="documents of the corpus to save (default 300)")
     ap.add_argument("--only", choices=["kafka", "wheels", "model", "corpus"], action="append")
     ap.add_argument(
-        "--lib", type=Path, default=ROOT / ".cache" / "lib" / "kafka", help="the stack's Kafka jars"
+        "--lib", type=Path, default=None, help="the stack's Kafka jars (default: the stack's cache)"
     )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -191,7 +192,7 @@ def main() -> int:
     device.mkdir(exist_ok=True)
     built = []
     if "kafka" in parts:
-        built.append(build_kafka(kit, args.lib))
+        built.append(build_kafka(kit, args.lib or jars_dir(StackSettings(), "kafka")))
     if "wheels" in parts:
         built.append(build_wheels(kit))
     if "model" in parts:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from producers.cdc.connector import ConnectorError, connector_config, connector_status, register
 from stack import connect, kafka, postgres
 from stack.errors import StackError
-from stack.maven import ARTIFACT_SETS, ensure_jars, jars_present, require_binary
+from stack.maven import artifact_sets, ensure_jars, jars_present, require_binary
 from stack.settings import StackSettings
 from streamrag.contracts import Topics
 
@@ -28,8 +28,7 @@ def preflight(settings: StackSettings, kafka_only: bool = False) -> None:
     ``.cache/lib`` (and a JRE) can run Kafka without it.
     """
     require_binary(settings.java, "Java (17 or newer)", "apt-get install -y default-jdk-headless")
-    sets = ("kafka",) if kafka_only else tuple(ARTIFACT_SETS)
-    if not all(jars_present(settings, s) for s in sets):
+    if not all(jars_present(settings, s) for s in artifact_sets(kafka_only)):
         require_binary(settings.mvn, "Apache Maven", "apt-get install -y maven")
     if not kafka_only:
         postgres.bin_dir()
@@ -39,7 +38,7 @@ def up(settings: StackSettings, log: Callable[[str], None] = print, kafka_only: 
     """Start what is not running, in dependency order; ``kafka_only``: the broker and topics alone
     (for publishing documents yourself, with no CDC from PostgreSQL)."""
     preflight(settings, kafka_only)
-    ensure_jars(settings, log=log, sets=("kafka",) if kafka_only else None)
+    ensure_jars(settings, log=log, sets=artifact_sets(kafka_only))
     log(f"kafka      {kafka.start(settings)}")
     created = kafka.ensure_topics(settings)
     if created:

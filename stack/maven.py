@@ -32,9 +32,22 @@ def jars_dir(settings: StackSettings, artifact_set: str) -> Path:
     return settings.lib_dir / ARTIFACT_SETS[artifact_set]
 
 
+#: Written into a set's folder once all its jars are there: a copy cut short is never taken as one.
+COMPLETE_MARKER = ".complete"
+
+
 def jars_present(settings: StackSettings, artifact_set: str) -> bool:
     """Whether the set's jars were copied completely (the marker is written last)."""
-    return (jars_dir(settings, artifact_set) / ".complete").exists()
+    return (jars_dir(settings, artifact_set) / COMPLETE_MARKER).exists()
+
+
+def mark_complete(folder: Path) -> None:
+    (folder / COMPLETE_MARKER).write_text("ok\n")
+
+
+def artifact_sets(kafka_only: bool = False) -> tuple[str, ...]:
+    """The artifact sets the stack needs: all of them, or the broker's alone."""
+    return ("kafka",) if kafka_only else tuple(ARTIFACT_SETS)
 
 
 def ensure_jars(settings: StackSettings, log=print, sets: tuple[str, ...] | None = None) -> None:
@@ -43,9 +56,8 @@ def ensure_jars(settings: StackSettings, log=print, sets: tuple[str, ...] | None
 
     The Maven local repository is the project's own (``.cache/m2``) so CI can cache it.
     """
-    for artifact_set in sets or tuple(ARTIFACT_SETS):
+    for artifact_set in sets or artifact_sets():
         target = jars_dir(settings, artifact_set)
-        marker = target / ".complete"
         if jars_present(settings, artifact_set):
             continue
         mvn = require_binary(
@@ -75,7 +87,7 @@ def ensure_jars(settings: StackSettings, log=print, sets: tuple[str, ...] | None
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(target)
-        marker.write_text("ok\n")
+        mark_complete(target)
 
 
 def classpath(settings: StackSettings) -> str:
