@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
+from serving.eval.schema import Corpus
 from streamrag.config import QdrantSettings
 from streamrag.contracts import DocumentEvent, Op, utcnow
 from streams.chunk import Chunker, ChunkingConfig
@@ -214,6 +215,14 @@ class Progress:
         self._consumer.close()
 
 
+def load_corpus(corpus_dir: Path | None, docs: int) -> Corpus:
+    """The benches' corpus: ``docs`` documents of a saved one (``Corpus.save_jsonl``, for machines
+    without this one's man pages), or built from this machine's Debian FAQ and man pages."""
+    if corpus_dir:
+        return Corpus.load_jsonl(corpus_dir).head(docs)
+    return build_corpus(max_docs=docs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=300, help="documents from the corpus (default 300)")
@@ -250,12 +259,7 @@ def main() -> int:
         embedding_device=args.device,
         embedding_model_path=args.model_path,
     )
-    if args.corpus_dir:
-        from serving.eval.schema import Corpus
-
-        corpus = Corpus.load_jsonl(args.corpus_dir).head(args.docs)
-    else:
-        corpus = build_corpus(max_docs=args.docs)
+    corpus = load_corpus(args.corpus_dir, args.docs)
     embedder = Embedder(
         args.model_path,
         batch_size=args.batch_size,

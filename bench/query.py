@@ -39,10 +39,9 @@ import httpx
 import numpy as np
 from qdrant_client import models as qm
 
-from bench.ingest import Progress, cpu_seconds, forget, make_events, new_topic
+from bench.ingest import Progress, cpu_seconds, forget, load_corpus, make_events, new_topic
 from producers.publisher import Publisher
 from serving.api.app import build_state
-from serving.eval.corpus import build_corpus
 from serving.retrieval.search import rank, tenant_filter
 from serving.settings import ApiSettings
 from streamrag.config import QdrantSettings
@@ -97,12 +96,7 @@ def main() -> int:
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
-    if args.corpus_dir:
-        from serving.eval.schema import Corpus
-
-        corpus = Corpus.load_jsonl(args.corpus_dir).head(args.docs)
-    else:
-        corpus = build_corpus(max_docs=args.docs)
+    corpus = load_corpus(args.corpus_dir, args.docs)
     tmp = Path(tempfile.mkdtemp(prefix="streamrag-qbench-"))
     qdrant = QdrantSettings(path=tmp / "q", collection="bench")
     base = PipelineSettings(metrics_port=None, features_topic=None, embedding_model_path=args.model_path)
@@ -166,7 +160,7 @@ def main() -> int:
         stage["search"].append(t2 - t1 + t4 - t3)  # candidates, then the k results' payloads
         stage["fuse"].append(t3 - t2)
         # the same two searches through qdrant-client's public local-mode API, for comparison
-        t4 = time.perf_counter()
+        t5 = time.perf_counter()
         client.query_points(
             ret.collection,
             query=dense,
@@ -183,7 +177,7 @@ def main() -> int:
             limit=ret.candidates,
             with_payload=True,
         )
-        public.append(time.perf_counter() - t4)
+        public.append(time.perf_counter() - t5)
     bench_sum = sum(pct(v, 50) for v in stage.values())
     print(f"(search through qdrant-client's public local-mode API: p50 {pct(public, 50) * 1000:.2f} ms)")
 
