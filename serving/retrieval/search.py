@@ -247,19 +247,19 @@ class Retriever:
         dense, (idx, vals) = encoder.encode(query)
         t["embed_ms"] = (time.perf_counter() - t0) * 1000
         flt = tenant_filter(tenant, metadata)
+        want = max(k * 3, 10) if rerank and self.reranker is not None else k
         t1 = time.perf_counter()
         dense_pts, sparse_pts = self.shortlist(collection, dense, (idx, vals), flt, k, hybrid_weight)
-        searched = time.perf_counter() - t1
-        ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
-        t["rank_ms"] = (time.perf_counter() - t1 - searched) * 1000
-        want = max(k * 3, 10) if rerank and self.reranker is not None else k
         t2 = time.perf_counter()
+        ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
+        t3 = time.perf_counter()
         hits = self.hits(collection, tenant, ranked, want)
-        t["search_ms"] = (searched + time.perf_counter() - t2) * 1000
+        t4 = time.perf_counter()
+        t["search_ms"] = (t2 - t1 + t4 - t3) * 1000  # both Qdrant calls: candidates, then the results
+        t["rank_ms"] = (t3 - t2) * 1000
         if rerank and self.reranker is not None:
-            t3 = time.perf_counter()
             hits = self.reranker(query, hits)
-            t["rerank_ms"] = (time.perf_counter() - t3) * 1000
+            t["rerank_ms"] = (time.perf_counter() - t4) * 1000
         return SearchResult(hits[:k], t, dense)
 
     def shortlist(
