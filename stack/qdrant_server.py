@@ -27,11 +27,15 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
+from qdrant_client import models as qm
+from qdrant_client.http.models import QueryResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from streamrag.embedded_qdrant import EmbeddedClient
 
 log = logging.getLogger("streamrag.qdrant_server")
 
@@ -67,13 +71,42 @@ def _parse(model: Any, body: Any) -> Any:
         raise StoreError(400, f"Format error in JSON body: {exc.errors(include_url=False)}") from exc
 
 
+def _plain_nearest(client: Any, collection: str, spec: qm.QueryRequest, query: Any) -> list[Any] | None:
+    """A plain nearest search (one named vector, a filter, a limit, payload keys) through the
+    embedded store's numpy search, the one streamrag's own processes use; None for any other query,
+    which local mode's general path answers. Tested equal to it."""
+    if not isinstance(client, EmbeddedClient) or not isinstance(query, qm.NearestQuery) or query.mmr:
+        return None
+    vector, payload, using = query.nearest, spec.with_payload, spec.using
+    fields: bool | list[str] = False
+    top_level = isinstance(payload, list) and all(isinstance(f, str) and "." not in f for f in payload)
+    if isinstance(payload, bool) or (isinstance(payload, list) and top_level):
+        fields = payload
+    elif payload is not None:  # include/exclude selectors, nested keys
+        return None
+    dense = isinstance(vector, list) and all(isinstance(x, float | int) for x in vector)
+    if (
+        using is None
+        or not (dense or isinstance(vector, qm.SparseVector))
+        or spec.prefetch
+        or spec.offset
+        or spec.score_threshold is not None
+        or spec.lookup_from is not None
+        or spec.with_vector
+    ):
+        return None
+    try:
+        return client.fast_query(collection, vector, using, spec.filter, spec.limit or 10, fields)
+    except KeyError:  # no such vector name: local mode's own path gives Qdrant's error for it
+        return None
+
+
 def build_app(client: Any, version: str, api_key: str | None = None) -> Starlette:
     """The REST app over ``client`` (an :class:`~streamrag.embedded_qdrant.EmbeddedClient`).
 
     ``version`` is the Qdrant version the app reports at ``GET /``; the remote client checks it
     against its own. With ``api_key``, every request must send it in the ``api-key`` header.
     """
-    from qdrant_client import models as qm
 
     def route(path: str, method: str, fn: Callable[[Request, Any], Any]) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -186,6 +219,9 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
         q = spec.query
         if q is not None and not isinstance(q, BaseModel):
             q = qm.NearestQuery(nearest=q)  # a bare vector (or sparse vector, or id) means nearest
+        points = _plain_nearest(client, name(request), spec, q)
+        if points is not None:
+            return QueryResponse.model_construct(points=points)
         return client.query_points(
             name(request),
             query=q,

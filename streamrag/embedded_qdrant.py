@@ -232,8 +232,17 @@ class EmbeddedClient:
                 if not deleted[i] and _matches(pl.get(key), wanted)
             ]
 
-    def fast_query(self, collection: str, query: Any, using: str, query_filter: Any, limit: int) -> list[Any]:
-        """``query_points(...).points`` (with payloads) for a dense or a sparse nearest search.
+    def fast_query(
+        self,
+        collection: str,
+        query: Any,
+        using: str,
+        query_filter: Any,
+        limit: int,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[Any]:
+        """``query_points(..., with_payload=with_payload).points`` for a dense or a sparse nearest
+        search; ``with_payload`` is all of it, none, or a list of top-level keys.
 
         Same scores and order as local mode's own search (cosine for dense, IDF-weighted dot
         product over the overlapping terms for sparse), computed with numpy.
@@ -241,17 +250,24 @@ class EmbeddedClient:
         from qdrant_client import models as qm
 
         if not self._fast:
-            return _public_nearest(self._inner, collection, query, using, query_filter, limit)
+            return _public_nearest(self._inner, collection, query, using, query_filter, limit, with_payload)
         with self._reading() as local:
             coll = local._get_collection(collection)
             rows, scores = self._nearest_rows(coll, query, using, query_filter, limit)
+            if with_payload is True:
+                payloads = [_json_copy(coll.payload[i]) for i in rows]
+            elif with_payload is False:
+                payloads = [None] * len(rows)
+            else:
+                keys = list(with_payload)
+                payloads = [
+                    _json_copy({f: coll.payload[i][f] for f in keys if f in coll.payload[i]}) for i in rows
+                ]
             # model_construct: the values are the store's own, already valid (validation was a
             # sixth of a search)
             return [
-                qm.ScoredPoint.model_construct(
-                    id=coll.ids_inv[i], version=0, score=score, payload=_json_copy(coll.payload[i])
-                )
-                for i, score in zip(rows, scores, strict=True)
+                qm.ScoredPoint.model_construct(id=coll.ids_inv[i], version=0, score=score, payload=pl)
+                for i, score, pl in zip(rows, scores, payloads, strict=True)
             ]
 
     def fast_scored(
@@ -621,11 +637,22 @@ def _public_scan(
 
 
 def _public_nearest(
-    client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int
+    client: Any,
+    collection: str,
+    query: Any,
+    using: str,
+    query_filter: Any,
+    limit: int,
+    with_payload: bool | Sequence[str] = True,
 ) -> list[Any]:
     if limit <= 0:
         return []
     response = client.query_points(
-        collection, query=query, using=using, query_filter=query_filter, limit=limit, with_payload=True
+        collection,
+        query=query,
+        using=using,
+        query_filter=query_filter,
+        limit=limit,
+        with_payload=with_payload if isinstance(with_payload, bool) else list(with_payload),
     )
     return list(response.points)

@@ -14,6 +14,7 @@ The app serves an embedded store over Qdrant's REST API. These tests drive it wi
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -118,16 +119,26 @@ def test_the_calls_streamrag_makes_answer_as_the_embedded_client(served: Served)
         assert remote.count("c", count_filter=flt).count == served.inner.count("c", count_filter=flt).count
         dense = rng.normal(size=DIM).astype(float).tolist()
         sparse = _sparse(rng)
-        for query, using in ((dense, "dense"), (sparse, "sparse")):
+        for (query, using), payload in itertools.product(
+            ((dense, "dense"), (sparse, "sparse")), (True, False, ["tenant", "i", "absent"])
+        ):
             got = remote.query_points(
-                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=True
+                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=payload
             )
             want = served.inner.query_points(
-                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=True
+                "c", query=query, using=using, query_filter=flt, limit=7, with_payload=payload
             )
+            assert len(got.points) == 7 or flt is not None
             assert _ids(got.points) == _ids(want.points)
             assert [p.payload for p in got.points] == [p.payload for p in want.points]
             assert np.allclose([p.score for p in got.points], [p.score for p in want.points])
+
+    # Anything but a plain nearest search takes local mode's general path: the same answers too.
+    dense = rng.normal(size=DIM).astype(float).tolist()
+    for extra in ({"offset": 3}, {"score_threshold": 0.1}):
+        got = remote.query_points("c", query=dense, using="dense", limit=5, with_payload=True, **extra)
+        want = served.inner.query_points("c", query=dense, using="dense", limit=5, with_payload=True, **extra)
+        assert _ids(got.points) == _ids(want.points) and got.points
 
     # Scroll pages through everything exactly once, as the index store reads a document's chunks.
     seen: list[str] = []
