@@ -78,36 +78,50 @@ class IndexStore:
     # --- setup -----------------------------------------------------------------------------------
 
     def ensure(self, point_alias: bool = True) -> None:
-        """Create the collections if missing; point the alias at this one if the alias is unset."""
-        if not self.client.collection_exists(self.collection):
-            self.client.create_collection(
-                self.collection,
-                vectors_config={S.DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
-                sparse_vectors_config={S.SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-            )
-            for field, schema in (
+        """Create the collections if missing; point the alias at this one if the alias is unset.
+
+        Safe when several processes start at once (a pipeline cluster): each step is check, then
+        create, and another process creating the same thing in between is no error.
+        """
+        self._create_once(
+            self.collection,
+            indexes=(
                 (S.DOC_KEY, qm.PayloadSchemaType.KEYWORD),
                 (S.TENANT, qm.PayloadSchemaType.KEYWORD),
                 (S.VERSION, qm.PayloadSchemaType.INTEGER),
-            ):
-                self.client.create_payload_index(self.collection, field, schema)
-        if not self.client.collection_exists(self.registry):
-            self.client.create_collection(
-                self.registry, vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT)
-            )
-            self.client.create_payload_index(self.registry, S.DOC_KEY, qm.PayloadSchemaType.KEYWORD)
-        if point_alias:
-            aliases = {a.alias_name for a in self.client.get_aliases().aliases}
-            if self.alias not in aliases:
-                self.client.update_collection_aliases(
-                    [
-                        qm.CreateAliasOperation(
-                            create_alias=qm.CreateAlias(
-                                collection_name=self.collection, alias_name=self.alias
-                            )
-                        )
-                    ]
-                )
+            ),
+            vectors_config={S.DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
+            sparse_vectors_config={S.SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+        )
+        self._create_once(
+            self.registry,
+            indexes=((S.DOC_KEY, qm.PayloadSchemaType.KEYWORD),),
+            vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT),
+        )
+        if point_alias and not self._alias_exists():
+            create = qm.CreateAlias(collection_name=self.collection, alias_name=self.alias)
+            try:
+                self.client.update_collection_aliases([qm.CreateAliasOperation(create_alias=create)])
+            except Exception:
+                if not self._alias_exists():  # not another process's alias, created meanwhile
+                    raise
+
+    def _create_once(self, name: str, indexes: tuple[tuple[str, Any], ...], **config: Any) -> None:
+        """Create collection ``name`` and its payload indexes unless it exists; "already exists"
+        from another process creating it meanwhile counts as done (its indexes are created again:
+        creating an existing payload index is a no-op)."""
+        if self.client.collection_exists(name):
+            return
+        try:
+            self.client.create_collection(name, **config)
+        except Exception:  # a server answers 409, local mode raises ValueError: check, not parse
+            if not self.client.collection_exists(name):
+                raise
+        for field, schema in indexes:
+            self.client.create_payload_index(name, field, schema)
+
+    def _alias_exists(self) -> bool:
+        return self.alias in {a.alias_name for a in self.client.get_aliases().aliases}
 
     # --- the fence -------------------------------------------------------------------------------
 

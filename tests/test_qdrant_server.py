@@ -163,6 +163,71 @@ def test_the_calls_streamrag_makes_answer_as_the_embedded_client(served: Served)
     assert remote.count("live").count == 31
 
 
+class _Stale:
+    """A client whose first answer to each existence question is the one from just before another
+    process created everything: the race of two pipeline processes starting together."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._asked: set[str] = set()
+
+    def _first(self, question: str) -> bool:
+        first = question not in self._asked
+        self._asked.add(question)
+        return first
+
+    def collection_exists(self, name: str) -> bool:
+        return False if self._first(name) else bool(self._client.collection_exists(name))
+
+    def get_aliases(self) -> Any:
+        if self._first("aliases"):
+            return qm.CollectionsAliasesResponse(aliases=[])
+        return self._client.get_aliases()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_ensure_is_safe_when_another_process_creates_the_same_collections(served: Served) -> None:
+    from streams.index_store import IndexStore
+
+    IndexStore(QdrantClient(url=served.url), "c", "m1", DIM, "model").ensure()
+    # a second process checked before the first created anything: its creations answer 409
+    late = IndexStore(_Stale(QdrantClient(url=served.url)), "c", "m1", DIM, "model")
+    late.ensure()
+    assert [a.alias_name for a in served.inner.get_aliases().aliases] == ["c"]
+
+    # and several starting at the same moment, through the server
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def start(alias: str) -> None:
+        store = IndexStore(QdrantClient(url=served.url), alias, "m2", DIM, "model")
+        barrier.wait()
+        try:
+            store.ensure()
+        except BaseException as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=("d",)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    names = {c.name for c in served.inner.get_collections().collections}
+    assert {"c__m1", "d__m2"} <= names
+    assert {a.alias_name: a.collection_name for a in served.inner.get_aliases().aliases} == {
+        "c": "c__m1",
+        "d": "d__m2",
+    }
+
+    # a real failure is still raised: not swallowed as "someone else created it"
+    broken = IndexStore(QdrantClient(url=served.url), "e", "m3", 0, "model")  # no such vector size
+    with pytest.raises(UnexpectedResponse):
+        broken.ensure()
+
+
 def test_the_index_store_works_through_it(served: Served) -> None:
     """Replace a document's chunk set with a shorter one, delete another: no stale chunk survives."""
     from streamrag.contracts import Op
