@@ -19,7 +19,7 @@ def pipeline() -> None:
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Stop once no partition has had a new message for SECONDS (backfills).",
+    help="Stop once every partition is read to its end and has had no new message for SECONDS (backfills).",
 )
 @click.option("--metrics-port", type=int, default=None, help="Prometheus port (default 9100, 0 disables).")
 def run_cmd(

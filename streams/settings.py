@@ -67,5 +67,6 @@ class PipelineSettings(CommonSettings):
     workers: int = Field(default=1, ge=1)
     metrics_port: int | None = Field(default=9100, description="Prometheus port; None disables it.")
     stop_when_idle_s: float | None = Field(
-        default=None, description="Stop once every partition has been idle this long (batch/backfill use)."
+        default=None,
+        description="Stop once every partition has been read to its end and idle this long (backfills).",
     )

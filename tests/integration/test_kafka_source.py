@@ -92,3 +92,41 @@ def test_without_a_snapshot_it_resumes_from_the_group_committed_offset(
         assert offsets(read_all(part, 2)) == [5, 6]
     finally:
         part.close()
+
+
+def test_until_idle_reads_to_the_end_before_it_counts_idle(
+    kafka_conf: dict, topic_factory: Any, group_factory: Any, producer_factory: Any
+) -> None:
+    """An idle limit shorter than the first fetch takes (here: ~0) must not end a backfill early:
+    the partition stops only after it has read to the end and stayed idle."""
+    topic = topic_factory("src", partitions=1)
+    publish(producer_factory(), topic, [SMALL] * 9)
+    part = source(kafka_conf, topic, group_factory("src"), stop_when_idle_s=0.001).build_part(
+        "in", f"{topic}:0", None
+    )
+    got: list[RawBatch] = []
+    deadline = time.monotonic() + 30
+    try:
+        with pytest.raises(StopIteration):
+            while True:
+                assert time.monotonic() < deadline, "the partition never stopped"
+                got.extend(part.next_batch())
+                time.sleep(0.005)
+    finally:
+        part.close()
+    assert offsets(got) == list(range(9))
+
+    # an empty partition stops too: its end is reached at once
+    empty = topic_factory("src", partitions=1)
+    part = source(kafka_conf, empty, group_factory("src"), stop_when_idle_s=0.2).build_part(
+        "in", f"{empty}:0", None
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(StopIteration):
+            while time.monotonic() - started < 30:
+                assert part.next_batch() == []
+                time.sleep(0.01)
+    finally:
+        part.close()
+    assert time.monotonic() - started >= 0.2

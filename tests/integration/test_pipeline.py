@@ -490,7 +490,13 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
         assert 0 < done < end, (done, end)
 
         procs = cluster("restart", "--until-idle", "4")
-        wait_caught_up(kafka_conf, group, [docs_topic], timeout_s=300)
+        try:
+            wait_caught_up(kafka_conf, group, [docs_topic], timeout_s=300)
+        except AssertionError as exc:  # say what the processes were doing
+            exits = [p.poll() for p in procs]
+            raise AssertionError(
+                f"{exc}; exit codes {exits}\n{log('restart', 0)}\n---\n{log('restart', 1)}"
+            ) from exc
         read: list[set[str]] = []
         for i, p in enumerate(procs):
             assert p.wait(120) == 0, log("restart", i)
