@@ -214,16 +214,15 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
             with_vectors=spec.with_vector if spec.with_vector is not None else False,
         )
 
-    def query(request: Request, body: Any) -> Any:
-        spec = _parse(qm.QueryRequest, body)
+    def answer(collection: str, spec: qm.QueryRequest) -> Any:
         q = spec.query
         if q is not None and not isinstance(q, BaseModel):
             q = qm.NearestQuery(nearest=q)  # a bare vector (or sparse vector, or id) means nearest
-        points = _plain_nearest(client, name(request), spec, q)
+        points = _plain_nearest(client, collection, spec, q)
         if points is not None:
             return QueryResponse.model_construct(points=points)
         return client.query_points(
-            name(request),
+            collection,
             query=q,
             using=spec.using,
             prefetch=spec.prefetch,
@@ -236,6 +235,12 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
             score_threshold=spec.score_threshold,
             lookup_from=spec.lookup_from,
         )
+
+    def query(request: Request, body: Any) -> Any:
+        return answer(name(request), _parse(qm.QueryRequest, body))
+
+    def query_batch(request: Request, body: Any) -> Any:
+        return [answer(name(request), spec) for spec in _parse(qm.QueryRequestBatch, body).searches]
 
     async def root(_request: Request) -> Response:
         return JSONResponse({"title": "qdrant - vector search engine", "version": version})
@@ -266,6 +271,7 @@ def build_app(client: Any, version: str, api_key: str | None = None) -> Starlett
         route(f"{c}/points/scroll", "POST", scroll),
         route(f"{c}/points/count", "POST", count),
         route(f"{c}/points/query", "POST", query),
+        route(f"{c}/points/query/batch", "POST", query_batch),
         route(c, "GET", get_collection),
         route(c, "PUT", create_collection),
         route(c, "DELETE", delete_collection),

@@ -575,13 +575,30 @@ def scan_by_key(
 
 
 def nearest_scored(
-    client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int, fields: Sequence[str]
-) -> list[Scored]:
-    """The ``limit`` nearest points as :class:`Scored` with only the payload ``fields``, with any
-    client (a server sends only those fields; embedded Qdrant copies only them)."""
+    client: Any,
+    collection: str,
+    queries: Sequence[tuple[Any, str]],
+    query_filter: Any,
+    limit: int,
+    fields: Sequence[str],
+) -> list[list[Scored]]:
+    """The ``limit`` nearest points to each ``(query, vector name)``, as :class:`Scored` with only
+    the payload ``fields``, with any client: a server answers them all in one request (one round
+    trip) and sends only those fields; embedded Qdrant copies only them."""
     if isinstance(client, EmbeddedClient):
-        return client.fast_scored(collection, query, using, query_filter, limit, fields)
-    return _public_scored(client, collection, query, using, query_filter, limit, fields)
+        return [client.fast_scored(collection, q, using, query_filter, limit, fields) for q, using in queries]
+    if limit <= 0 or not queries:
+        return [[] for _ in queries]
+    from qdrant_client import models as qm
+
+    responses = client.query_batch_points(
+        collection,
+        requests=[
+            qm.QueryRequest(query=q, using=using, filter=query_filter, limit=limit, with_payload=list(fields))
+            for q, using in queries
+        ],
+    )
+    return [[Scored(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
 
 def payloads_of(client: Any, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

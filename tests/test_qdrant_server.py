@@ -133,6 +133,37 @@ def test_the_calls_streamrag_makes_answer_as_the_embedded_client(served: Served)
             assert [p.payload for p in got.points] == [p.payload for p in want.points]
             assert np.allclose([p.score for p in got.points], [p.score for p in want.points])
 
+    # A batch (the retriever asks for its dense and sparse candidates in one request) answers as
+    # its searches one by one; and the retriever's candidates are the same through either client.
+    from serving.retrieval.search import Retriever
+
+    for flt in (None, _where(tenant="t1")):
+        dense, sparse = rng.normal(size=DIM).astype(float).tolist(), _sparse(rng)
+        requests = [
+            qm.QueryRequest(query=dense, using="dense", filter=flt, limit=6, with_payload=["i"]),
+            qm.QueryRequest(query=sparse, using="sparse", filter=flt, limit=6, with_payload=True),
+        ]
+        got_batch = remote.query_batch_points("c", requests=requests)
+        want_batch = served.inner.query_batch_points("c", requests=requests)
+        assert [_ids(r.points) for r in got_batch] == [_ids(r.points) for r in want_batch]
+        assert [[p.payload for p in r.points] for r in got_batch] == [
+            [p.payload for p in r.points] for r in want_batch
+        ]
+        assert all(_ids(r.points) for r in got_batch)
+        shortlists = [
+            Retriever(c, "c", encoder=None, candidates=6).shortlist(  # type: ignore[arg-type]
+                "c", dense, (list(sparse.indices), list(sparse.values)), flt, 1
+            )
+            for c in (remote, served.inner)
+        ]
+        assert [[(s.id, s.payload) for s in side] for side in shortlists[0]] == [
+            [(s.id, s.payload) for s in side] for side in shortlists[1]
+        ]
+        assert np.allclose(
+            [s.score for side in shortlists[0] for s in side],
+            [s.score for side in shortlists[1] for s in side],
+        )
+
     # Anything but a plain nearest search takes local mode's general path: the same answers too.
     dense = rng.normal(size=DIM).astype(float).tolist()
     for extra in ({"offset": 3}, {"score_threshold": 0.1}):

@@ -271,15 +271,15 @@ class Retriever:
         k: int,
         hybrid_weight: float = 0.5,
     ) -> tuple[list[Scored], list[Scored]]:
-        """Dense and sparse candidates (``max(candidates, 4k)`` each) with :data:`RANK_FIELDS`."""
+        """Dense and sparse candidates (``max(candidates, 4k)`` each) with :data:`RANK_FIELDS`,
+        asked of a Qdrant server in one request."""
         n = max(self.candidates, k * 4)
-        dense_pts = nearest_scored(self.client, collection, dense, S.DENSE, flt, n, RANK_FIELDS)
         idx, vals = sparse
-        sparse_pts: list[Scored] = []
+        queries: list[tuple[Any, str]] = [(dense, S.DENSE)]
         if idx and hybrid_weight < 1:
-            query = qm.SparseVector(indices=idx, values=vals)
-            sparse_pts = nearest_scored(self.client, collection, query, S.SPARSE, flt, n, RANK_FIELDS)
-        return dense_pts, sparse_pts
+            queries.append((qm.SparseVector(indices=idx, values=vals), S.SPARSE))
+        found = nearest_scored(self.client, collection, queries, flt, n, RANK_FIELDS)  # one request
+        return found[0], found[1] if len(found) > 1 else []
 
     def hits(self, collection: str, tenant: str, ranked: list[Candidate], want: int) -> list[Hit]:
         """The first ``want`` of ``ranked`` read whole, in rank order. A candidate deleted since it
