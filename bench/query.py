@@ -278,10 +278,10 @@ def main() -> int:
     ratios: list[float] = []
     busy = wall = client_cpu = 0.0
     for rnd in range(1, args.rounds + 1):
-        server_cpu, cpu0 = process_cpu_s(api.pid), time.process_time()
+        server0, client0 = process_cpu_s(api.pid), time.process_time()
         lat_r, server, wall_r = phase(args.clients, questions)
-        busy += process_cpu_s(api.pid) - server_cpu
-        client_cpu += time.process_time() - cpu0
+        busy += process_cpu_s(api.pid) - server0
+        client_cpu += time.process_time() - client0
         wall += wall_r
         lat += lat_r
         for name, v in server.items():

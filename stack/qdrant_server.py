@@ -77,13 +77,12 @@ def _plain_nearest(client: Any, collection: str, spec: qm.QueryRequest, query: A
     which local mode's general path answers. Tested equal to it."""
     if not isinstance(client, EmbeddedClient) or not isinstance(query, qm.NearestQuery) or query.mmr:
         return None
-    vector, payload, using = query.nearest, spec.with_payload, spec.using
-    fields: bool | list[str] = False
-    top_level = isinstance(payload, list) and all(isinstance(f, str) and "." not in f for f in payload)
-    if isinstance(payload, bool) or (isinstance(payload, list) and top_level):
-        fields = payload
-    elif payload is not None:  # include/exclude selectors, nested keys
-        return None
+    vector, using = query.nearest, spec.using
+    payload = spec.with_payload if spec.with_payload is not None else False
+    if isinstance(payload, list) and any("." in f for f in payload):
+        return None  # nested keys
+    if not isinstance(payload, bool | list):
+        return None  # include/exclude selectors
     dense = isinstance(vector, list) and all(isinstance(x, float | int) for x in vector)
     if (
         using is None
@@ -96,7 +95,7 @@ def _plain_nearest(client: Any, collection: str, spec: qm.QueryRequest, query: A
     ):
         return None
     try:
-        return client.fast_query(collection, vector, using, spec.filter, spec.limit or 10, fields)
+        return client.fast_query(collection, vector, using, spec.filter, spec.limit or 10, payload)
     except KeyError:  # no such vector name: local mode's own path gives Qdrant's error for it
         return None
 

@@ -598,7 +598,7 @@ def nearest_scored(
             for q, using in queries
         ],
     )
-    return [[Scored(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+    return [_scored(r.points) for r in responses]
 
 
 def payloads_of(client: Any, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -613,17 +613,12 @@ def payloads_of(client: Any, collection: str, ids: Sequence[str]) -> dict[str, d
 def _public_scored(
     client: Any, collection: str, query: Any, using: str, query_filter: Any, limit: int, fields: Sequence[str]
 ) -> list[Scored]:
-    if limit <= 0:
-        return []
-    response = client.query_points(
-        collection,
-        query=query,
-        using=using,
-        query_filter=query_filter,
-        limit=limit,
-        with_payload=list(fields),
-    )
-    return [Scored(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+    return _scored(_public_nearest(client, collection, query, using, query_filter, limit, fields))
+
+
+def _scored(points: Sequence[Any]) -> list[Scored]:
+    """Qdrant's scored points as :class:`Scored`."""
+    return [Scored(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
 
 def _public_payloads(client: Any, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

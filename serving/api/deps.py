@@ -23,7 +23,7 @@ async def get_state(request: Request) -> ApiState:
 
 
 async def get_tenant(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> str:
-    state: ApiState = request.app.state.api  # not Depends(get_state): one dependency less to solve
+    state = await get_state(request)  # called, not Depends(get_state): one dependency less to solve
     if not key:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
