@@ -519,10 +519,9 @@ def run_from_memory(
 
 
 def _freshness(store: Any, version: int) -> list[float]:
-    points, _ = store.client.scroll(store.registry, limit=100_000, with_payload=True)
+    points = [pl for _, pl in store.store.scroll(store.registry)]
     out = []
-    for p in points:
-        pl = p.payload
+    for pl in points:
         if pl["version"] == version:
             src = datetime.fromisoformat(pl["source_ts"])
             idx = datetime.fromisoformat(pl["indexed_ts"])

@@ -105,12 +105,12 @@ def main() -> int:
     with Publisher(base.kafka, topic=topic) as pub:
         pub.publish_many(make_events(corpus.documents, tenant="default"))
     embedder = Embedder(args.model_path)
-    client = qdrant.client()
+    client = qdrant.store()
     running = start_in_thread(
         base.model_copy(
             update={"source_topics": [topic], "cdc_topics": [], "group_id": group, "qdrant": qdrant}
         ),
-        qdrant_client=client,
+        store=client,
         embedder=embedder,
     )
     progress = Progress(base.kafka.librdkafka(), group, topic)
@@ -136,7 +136,7 @@ def main() -> int:
 
         torch.set_num_threads(settings.query_torch_threads)
     print(f"query embedding: {__import__('torch').get_num_threads()} torch thread(s) (query_torch_threads)")
-    state = build_state(settings, client=client)
+    state = build_state(settings, store=client)
     headers = {"X-API-Key": "dev-key"}
     questions = [q.text for q in corpus.queries][: args.queries]
 

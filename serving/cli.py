@@ -68,7 +68,7 @@ def serve(
     embedded = Embedded()
     if run_llm:
         embedded.servers.append(start_llm(settings.llm_port))
-    client = settings.qdrant.client()
+    client = settings.qdrant.store()
     if run_pipeline:
         embedded.pipeline = start_pipeline(client)
     if with_training:
@@ -77,7 +77,7 @@ def serve(
         import torch
 
         torch.set_num_threads(settings.query_torch_threads)  # process-wide: not with the pipeline here
-    state = build_state(settings, client=client)
+    state = build_state(settings, store=client)
     click.echo(
         f"streamrag API on http://{settings.host}:{settings.port} (docs at /docs, dashboard at /dashboard)"
     )
@@ -90,6 +90,7 @@ def serve(
         )
     finally:
         embedded.stop()
+        client.close()
 
 
 @click.command("ask")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from producers.cdc.connector import ConnectorError, connector_config, connector_status, register
 from stack import connect, kafka, postgres
+from stack import qdrant as qdrant_server
 from stack.errors import StackError
 from stack.maven import artifact_sets, ensure_jars, jars_present, require_binary
 from stack.settings import StackSettings
@@ -52,12 +53,22 @@ def up(settings: StackSettings, log: Callable[[str], None] = print, kafka_only: 
     except ConnectorError as exc:
         raise StackError(str(exc)) from None
     log(f"debezium   connector {settings.connector_name} RUNNING -> {Topics.CDC_DOCUMENTS}")
-    qdrant = settings.qdrant
-    log(f"qdrant     {qdrant.url or f'embedded at {qdrant.resolved_path()}'}")
+    if settings.qdrant_nodes:
+        group = qdrant_server.start(
+            settings.data_dir, settings.qdrant_base_port, settings.qdrant_nodes, settings.start_timeout_s, log
+        )
+        extra = " STREAMRAG_QDRANT__REPLICATION_FACTOR=2" if len(group) > 1 else ""
+        log(f"qdrant     {len(group)} node(s) ready: export STREAMRAG_QDRANT_URL={group[0].url}{extra}")
+    else:
+        qdrant = settings.qdrant
+        log(f"qdrant     {qdrant.url or f'embedded (Qdrant Edge) at {qdrant.resolved_path()}'}")
 
 
 def down(settings: StackSettings, log: Callable[[str], None] = print) -> None:
     """Stop in reverse order; data stays (``rm -rf .data`` to start over)."""
+    for i, stopped in enumerate(qdrant_server.stop(settings.data_dir, settings.qdrant_base_port)):
+        if stopped:
+            log(f"qdrant{i}    stopped")
     for name, stop in (("connect", connect.stop), ("postgres", postgres.stop), ("kafka", kafka.stop)):
         log(f"{name:<10} {'stopped' if stop(settings) else 'not running'}")
 
@@ -82,6 +93,8 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
             ok = bool(st.get("tasks")) and all(s == "RUNNING" for s in states)
             state = "/".join(str(s) for s in states)
     out.append(ComponentStatus("debezium", settings.connector_name, ok, state))
+    for node in qdrant_server.running(settings.data_dir, settings.qdrant_base_port):
+        out.append(ComponentStatus(f"qdrant{node.index}", node.url, node.ready(), f"local Qdrant {qdrant_server.VERSION} node"))
     q = settings.qdrant
     out.append(_qdrant_status(q.url, str(q.resolved_path())))
     return out
@@ -95,9 +108,9 @@ def _qdrant_status(url: str | None, path: str) -> ComponentStatus:
             healthy = httpx.get(f"{url.rstrip('/')}/readyz", timeout=3).status_code == 200
         except httpx.HTTPError:
             healthy = False
-        return ComponentStatus("qdrant", url, healthy, "server")
+        return ComponentStatus("qdrant", url, healthy, "server (STREAMRAG_QDRANT_URL)")
     # Embedded mode has nothing to be down: it is opened in-process by whoever uses it.
-    return ComponentStatus("qdrant", path, True, "embedded (qdrant-client local mode)")
+    return ComponentStatus("qdrant", path, True, "embedded (Qdrant Edge, in-process)")
 
 
 def status_dicts(settings: StackSettings) -> list[dict[str, object]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from streamrag.config import CommonSettings
 
@@ -20,6 +21,16 @@ class StackSettings(CommonSettings):
     kafka_heap: str = "-Xms256m -Xmx1g"
     connect_heap: str = "-Xms256m -Xmx1g"
     start_timeout_s: float = Field(default=120.0, description="How long a component may take to start.")
+    stack_qdrant: Literal["embedded", "server", "cluster"] = Field(
+        default="embedded",
+        validation_alias=AliasChoices("STREAMRAG_STACK_QDRANT", "stack_qdrant"),
+        description="What `stack up` starts for Qdrant: nothing (embedded), one node or three.",
+    )
+    qdrant_base_port: int = Field(default=16333, description="HTTP port of the first local Qdrant node.")
+
+    @property
+    def qdrant_nodes(self) -> int:
+        return {"embedded": 0, "server": 1, "cluster": 3}[self.stack_qdrant]
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

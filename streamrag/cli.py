@@ -66,18 +66,34 @@ def _fail(message: str) -> None:
     help="Start the broker and create the topics, nothing else: no PostgreSQL, Connect or CDC "
     "(for publishing documents with `streamrag publish`). Needs only Java once the jars are cached.",
 )
-def stack_up(kafka_only: bool) -> None:
+@click.option(
+    "--qdrant",
+    "qdrant_mode",
+    type=click.Choice(["embedded", "server", "cluster"]),
+    default=None,
+    help="embedded (default): Qdrant Edge in each process, nothing to start. server: one Qdrant "
+    "node on 127.0.0.1:16333. cluster: three nodes (16333, 16343, 16353) in one Raft cluster. "
+    "Also STREAMRAG_STACK_QDRANT.",
+)
+def stack_up(kafka_only: bool, qdrant_mode: str | None) -> None:
     """Start (or keep) every component, create topics and register the CDC connector.
 
     \b
-      streamrag stack up               # Kafka, PostgreSQL, Connect + Debezium
-      streamrag stack up --kafka-only  # Kafka and the topics alone
+      streamrag stack up                    # Kafka, PostgreSQL, Connect + Debezium
+      streamrag stack up --kafka-only       # Kafka and the topics alone
+      streamrag stack up --qdrant server    # ... and a Qdrant server
+      export STREAMRAG_QDRANT_URL=http://127.0.0.1:16333
+      streamrag stack up --qdrant cluster   # ... and a 3-node Qdrant cluster
+      export STREAMRAG_QDRANT_URL=http://127.0.0.1:16333 STREAMRAG_QDRANT__REPLICATION_FACTOR=2
     """
     from stack.errors import StackError
     from stack.manager import up
 
+    settings = _stack_settings()
+    if qdrant_mode is not None:
+        settings = settings.model_copy(update={"stack_qdrant": qdrant_mode})
     try:
-        up(_stack_settings(), log=click.echo, kafka_only=kafka_only)
+        up(settings, log=click.echo, kafka_only=kafka_only)
     except StackError as exc:
         _fail(str(exc))
 
@@ -88,41 +104,6 @@ def stack_down() -> None:
     from stack.manager import down
 
     down(_stack_settings(), log=click.echo)
-
-
-@stack.command("qdrant-serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=6333, show_default=True)
-@click.option(
-    "--path",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The embedded store's folder (default: .data/qdrant-server).",
-)
-@click.option(
-    "--api-key", envvar="STREAMRAG_QDRANT_SERVE_API_KEY", default=None, help="Require this api-key header."
-)
-def stack_qdrant_serve(host: str, port: int, path: Path | None, api_key: str | None) -> None:
-    """Serve an embedded Qdrant store over Qdrant's REST API, for several processes (development).
-
-    \b
-    Embedded Qdrant opens its folder in one process only. Where no Qdrant server can be run
-    (no Docker), this lets several pipeline processes, or a pipeline and an API in separate
-    processes, share one index through the ordinary remote client. It serves the REST calls
-    streamrag makes with the embedded engine (exact search, writes committed before they are
-    answered); anything else answers 404. Production runs a Qdrant server (docker-compose.yml).
-    \b
-    Example:
-      streamrag stack qdrant-serve --port 6333 &
-      export STREAMRAG_QDRANT_URL=http://127.0.0.1:6333
-      streamrag pipeline run -i 0 -a "127.0.0.1:2101;127.0.0.1:2102" &
-      streamrag pipeline run -i 1 -a "127.0.0.1:2101;127.0.0.1:2102" &
-    """
-    from stack.qdrant_server import serve
-    from streamrag.config import configure_logging, project_root
-
-    configure_logging("INFO")
-    serve(path or project_root() / ".data" / "qdrant-server", host, port, api_key)
 
 
 @stack.command("status")

@@ -8,13 +8,9 @@ composes these. Every field can be set from the environment with the ``STREAMRAG
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
 import os
-import threading
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,55 +54,56 @@ class KafkaSettings(BaseModel):
 
 
 class QdrantSettings(BaseModel):
-    """Embedded local mode at ``path`` unless ``url`` names a Qdrant server."""
+    """The vector store: the embedded Qdrant Edge engine in ``path`` unless ``url`` names a Qdrant
+    server (or any node of a cluster)."""
 
     url: str | None = None
     api_key: SecretStr | None = None
     path: Path | None = None
     collection: str = Field(default="streamrag", description="The alias the API reads.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Seconds a server request may take.")
+    replication_factor: int = Field(
+        default=1, ge=1, description="Copies of each shard on a cluster (2 survives the loss of a node)."
+    )
+    write_consistency_factor: int = Field(
+        default=1, ge=1, description="Replicas that must apply a write before it is acknowledged."
+    )
+    shard_number: int | None = Field(default=None, ge=1, description="Shards per collection on a server.")
+    index_min_points: int = Field(
+        default=2_000,
+        ge=1,
+        description="Embedded: build the HNSW index of new points once this many wait and writes "
+        "have paused (the build holds the process; until then new points are searched exactly).",
+    )
+    index_max_points: int = Field(
+        default=50_000, ge=1, description="Embedded: build it once this many wait, paused or not."
+    )
 
     def resolved_path(self) -> Path:
         return self.path or project_root() / ".data" / "qdrant"
 
-    def client(self) -> Any:
-        """A Qdrant client: a server's when ``url`` is set, else the embedded store at the path.
+    def describe(self) -> str:
+        return self.url or str(self.resolved_path())
 
-        Embedded mode (qdrant-client local mode) allows one process per folder and is not
-        thread-safe, so within a process every caller shares one client per folder, whose calls
-        are serialised by a lock. A Qdrant server has neither limit.
-        """
-        from qdrant_client import QdrantClient
-
-        from streamrag.embedded_qdrant import EmbeddedClient
-
+    def store(self) -> Any:
+        """A :class:`streamrag.store.VectorStore`: a server's when ``url`` is set, else the embedded
+        store in ``path``, which one process owns (open it once and share it inside the process)."""
         if self.url:
-            key = self.api_key.get_secret_value() if self.api_key else None
-            return QdrantClient(url=self.url, api_key=key, timeout=30)
-        path = str(self.resolved_path().resolve())
-        with _LOCAL_CLIENTS_LOCK:
-            client = _LOCAL_CLIENTS.get(path)
-            if client is None:
-                # Payload indexes matter on a server; local mode scans anyway and warns on each one.
-                warnings.filterwarnings(
-                    "ignore", message="Payload indexes have no effect in the local Qdrant"
-                )
-                Path(path).mkdir(parents=True, exist_ok=True)
-                client = EmbeddedClient(QdrantClient(path=path, force_disable_check_same_thread=True))
-                _LOCAL_CLIENTS[path] = client
-            return client
+            from streamrag.store.server import ServerStore
 
+            return ServerStore(
+                self.url,
+                self.api_key.get_secret_value() if self.api_key else None,
+                timeout_s=self.timeout_s,
+                replication_factor=self.replication_factor,
+                write_consistency_factor=self.write_consistency_factor,
+                shard_number=self.shard_number,
+            )
+        from streamrag.store.edge import EdgeStore
 
-_LOCAL_CLIENTS: dict[str, Any] = {}
-_LOCAL_CLIENTS_LOCK = threading.Lock()
-
-
-@atexit.register
-def _close_local_clients() -> None:
-    """Release embedded stores (and their folder locks) before the interpreter tears modules down."""
-    for client in list(_LOCAL_CLIENTS.values()):
-        with contextlib.suppress(Exception):
-            client.close()
-    _LOCAL_CLIENTS.clear()
+        return EdgeStore(
+            self.resolved_path(), index_min_points=self.index_min_points, index_max_points=self.index_max_points
+        )
 
 
 class PostgresSettings(BaseModel):

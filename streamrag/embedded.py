@@ -36,14 +36,14 @@ class Embedded:
             thread.join(30)
 
 
-def start_pipeline(qdrant_client: Any, embedder: Any = None) -> Any:
+def start_pipeline(store: Any, embedder: Any = None) -> Any:
     from streams.runner import start_in_thread
     from streams.settings import PipelineSettings
 
-    return start_in_thread(PipelineSettings(), qdrant_client=qdrant_client, embedder=embedder)
+    return start_in_thread(PipelineSettings(), store=store, embedder=embedder)
 
 
-def start_training(embedded: Embedded, qdrant_client: Any) -> None:
+def start_training(embedded: Embedded, store: Any) -> None:
     """The training side of the FTI loop in this process (embedded Qdrant is single-process):
     the drift-event consumer that trains and registers, and the watcher that re-indexes on
     promotion. With a Qdrant server run them as their own processes (`streamrag train consume`,
@@ -54,8 +54,8 @@ def start_training(embedded: Embedded, qdrant_client: Any) -> None:
 
     settings = TrainingSettings()
     for name, worker in (
-        ("streamrag-training", DriftTrainingConsumer(settings, qdrant_client)),
-        ("streamrag-reindex", PromotionWatcher(settings, qdrant_client)),
+        ("streamrag-training", DriftTrainingConsumer(settings, store)),
+        ("streamrag-reindex", PromotionWatcher(settings, store)),
     ):
         thread = threading.Thread(
             target=worker.run, kwargs={"stop": embedded.stop_event}, name=name, daemon=True
@@ -134,9 +134,9 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
     try:
         if settings.tgi_url is None:
             embedded.servers.append(start_llm(settings.llm_port))
-        client = settings.qdrant.client()
+        client = settings.qdrant.store()
         embedded.pipeline = start_pipeline(client)
-        state = build_state(settings, client=client)
+        state = build_state(settings, store=client)
         embedded.servers.append(
             serve_in_thread(
                 create_app(settings, state),

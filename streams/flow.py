@@ -59,7 +59,7 @@ class Runtime:
     def create(
         cls,
         settings: PipelineSettings,
-        qdrant_client: Any = None,
+        store: Any = None,
         stop: threading.Event | None = None,
         embedder: Embedder | None = None,
     ) -> Runtime:
@@ -83,7 +83,7 @@ class Runtime:
             model_max_tokens=embedder.max_tokens,
         )
         store = IndexStore(
-            qdrant_client or settings.qdrant.client(),
+            store or settings.qdrant.store(),
             settings.qdrant.collection,
             settings.embedding_model_version,
             embedder.dim,

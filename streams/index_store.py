@@ -25,11 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qdrant_client import models as qm
-
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import Op, utcnow
-from streamrag.embedded_qdrant import scan_by_key
+from streamrag.store import CollectionSpec, Match, Point, SparseVector, VectorStore
 from streams.batch import PreparedDoc
 
 #: Namespace of every streamrag point id (uuid5).
@@ -64,10 +62,10 @@ class Registered:
 
 
 class IndexStore:
-    """The pipeline's view of one collection (one embedding model version)."""
+    """The pipeline's view of one collection (one embedding model version) in a :class:`VectorStore`."""
 
-    def __init__(self, client: Any, alias: str, model_version: str, dim: int, model_id: str) -> None:
-        self.client = client
+    def __init__(self, store: VectorStore, alias: str, model_version: str, dim: int, model_id: str) -> None:
+        self.store = store
         self.alias = alias
         self.collection = S.collection_for(alias, model_version)
         self.registry = self.collection + S.REGISTRY_SUFFIX
@@ -80,48 +78,21 @@ class IndexStore:
     def ensure(self, point_alias: bool = True) -> None:
         """Create the collections if missing; point the alias at this one if the alias is unset.
 
-        Safe when several processes start at once (a pipeline cluster): each step is check, then
-        create, and another process creating the same thing in between is no error.
+        Safe when several processes start at once (a pipeline cluster): creating what another
+        process created meanwhile is no error, and so is pointing the alias where it points.
         """
-        self._create_once(
+        self.store.ensure_collection(
             self.collection,
-            indexes=(
-                (S.DOC_KEY, qm.PayloadSchemaType.KEYWORD),
-                (S.TENANT, qm.PayloadSchemaType.KEYWORD),
-                (S.VERSION, qm.PayloadSchemaType.INTEGER),
+            CollectionSpec(
+                dense={S.DENSE: self.dim},
+                sparse=[S.SPARSE],
+                keyword_indexes=[S.DOC_KEY, S.TENANT],
+                integer_indexes=[S.VERSION],
             ),
-            vectors_config={S.DENSE: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
-            sparse_vectors_config={S.SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
         )
-        self._create_once(
-            self.registry,
-            indexes=((S.DOC_KEY, qm.PayloadSchemaType.KEYWORD),),
-            vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT),
-        )
-        if point_alias and not self._alias_exists():
-            create = qm.CreateAlias(collection_name=self.collection, alias_name=self.alias)
-            try:
-                self.client.update_collection_aliases([qm.CreateAliasOperation(create_alias=create)])
-            except Exception:
-                if not self._alias_exists():  # not another process's alias, created meanwhile
-                    raise
-
-    def _create_once(self, name: str, indexes: tuple[tuple[str, Any], ...], **config: Any) -> None:
-        """Create collection ``name`` and its payload indexes unless it exists; "already exists"
-        from another process creating it meanwhile counts as done (its indexes are created again:
-        creating an existing payload index is a no-op)."""
-        if self.client.collection_exists(name):
-            return
-        try:
-            self.client.create_collection(name, **config)
-        except Exception:  # a server answers 409, local mode raises ValueError: check, not parse
-            if not self.client.collection_exists(name):
-                raise
-        for field, schema in indexes:
-            self.client.create_payload_index(name, field, schema)
-
-    def _alias_exists(self) -> bool:
-        return self.alias in {a.alias_name for a in self.client.get_aliases().aliases}
+        self.store.ensure_collection(self.registry, CollectionSpec(keyword_indexes=[S.DOC_KEY]))
+        if point_alias and self.store.resolve(self.alias) is None:
+            self.store.point_alias(self.alias, self.collection)
 
     # --- the fence -------------------------------------------------------------------------------
 
@@ -142,8 +113,9 @@ class IndexStore:
         return out
 
     def _scan(self, collection: str, keys: list[str], fields: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        """``(id, payload fields)`` of every point of ``collection`` whose doc key is in ``keys``."""
-        return scan_by_key(self.client, collection, S.DOC_KEY, keys, fields)
+        """``(id, payload fields)`` of every point of ``collection`` whose doc key is in ``keys``
+        (answered from the doc key's payload index)."""
+        return list(self.store.scroll(collection, [Match.any_of(S.DOC_KEY, keys)], fields))
 
     def _points_of(self, keys: list[str]) -> list[tuple[str, str, int]]:
         """(point id, doc key, version) of every chunk of these documents: one pass, one set lookup a point.
@@ -163,19 +135,17 @@ class IndexStore:
         if not docs:
             return 0
         now = utcnow().isoformat()
-        points: list[qm.PointStruct] = []
-        entries: list[qm.PointStruct] = []
+        points: list[Point] = []
+        entries: list[Point] = []
         for doc in docs:
             ev = doc.src.event
             for ch in doc.chunks:
                 points.append(
-                    qm.PointStruct(
+                    Point(
                         id=chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, self.model_version),
-                        vector={
+                        vectors={
                             S.DENSE: list(ch.dense),
-                            S.SPARSE: qm.SparseVector(
-                                indices=list(ch.sparse_indices), values=list(ch.sparse_values)
-                            ),
+                            S.SPARSE: SparseVector(list(ch.sparse_indices), list(ch.sparse_values)),
                         },
                         payload={
                             S.TENANT: ev.tenant,
@@ -200,15 +170,15 @@ class IndexStore:
                     )
                 )
         if points:
-            self.client.upsert(self.collection, points=points, wait=True)  # 1
+            self.store.upsert(self.collection, points)  # 1
         searchable = utcnow().isoformat()  # the chunks are visible to queries from here on
         for doc in docs:
             ev = doc.src.event
             order = order_of(ev.version, ev.op)
             entries.append(
-                qm.PointStruct(
+                Point(
                     id=registry_point_id(ev.key, order),
-                    vector=[1.0],
+                    vectors={},
                     payload={
                         S.DOC_KEY: ev.key,
                         S.TENANT: ev.tenant,
@@ -226,7 +196,7 @@ class IndexStore:
                     },
                 )
             )
-        self.client.upsert(self.registry, points=entries, wait=True)  # 2
+        self.store.upsert(self.registry, entries)  # 2
         keys = sorted({d.src.event.key for d in docs})
         registered = self.entries(keys)  # 3
         top = {key: max(es, key=lambda e: e.order) for key, es in registered.items()}
@@ -234,9 +204,7 @@ class IndexStore:
             pid for pid, key, version in self._points_of(keys) if key in top and _stale(version, top[key])
         ]
         if stale_chunks:
-            self.client.delete(
-                self.collection, points_selector=qm.PointIdsList(points=stale_chunks), wait=True
-            )  # 4
+            self.store.delete(self.collection, stale_chunks)  # 4
         old_entries = [
             registry_point_id(key, e.order)
             for key, es in registered.items()
@@ -244,25 +212,17 @@ class IndexStore:
             if e.order < top[key].order
         ]
         if old_entries:
-            self.client.delete(
-                self.registry, points_selector=qm.PointIdsList(points=old_entries), wait=True
-            )  # 5
+            self.store.delete(self.registry, old_entries)  # 5
         return len(points)
 
     # --- reading (tests, status) -----------------------------------------------------------------
 
     def chunk_index(self) -> dict[str, tuple[int, int]]:
         """Every chunk point: id -> (version, chunk_index). For exactness checks."""
-        out: dict[str, tuple[int, int]] = {}
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection, limit=2048, offset=offset, with_payload=True, with_vectors=False
-            )
-            for p in points:
-                out[str(p.id)] = (p.payload[S.VERSION], p.payload[S.CHUNK_INDEX])
-            if offset is None:
-                return out
+        return {
+            pid: (pl[S.VERSION], pl[S.CHUNK_INDEX])
+            for pid, pl in self.store.scroll(self.collection, fields=[S.VERSION, S.CHUNK_INDEX], page=2048)
+        }
 
 
 def _stale(version: int, top: Registered) -> bool:

@@ -1,7 +1,7 @@
 """Running the dataflow: as the main program (``streamrag pipeline run``) or in a background thread.
 
-Embedded Qdrant (local mode) can be opened by one process only, so a process that also serves
-queries runs the pipeline in a thread with the same client (:func:`start_in_thread`).
+The embedded store (Qdrant Edge) is owned by one process, so a process that also serves queries
+runs the pipeline in a thread with the same store (:func:`start_in_thread`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def run(
     """Run until stopped (or, with ``stop_when_idle_s``, until every partition is idle)."""
     from bytewax._bytewax import cli_main
 
+    owned = runtime is None  # then this run opened the store and closes it
     rt = runtime or Runtime.create(settings)
     if settings.metrics_port:
         from prometheus_client import start_http_server
@@ -46,6 +47,8 @@ def run(
         rt.dead_letters.close()
         if rt.features is not None:
             rt.features.close()
+        if owned:
+            rt.store.store.close()
 
 
 class RunningPipeline:
@@ -79,7 +82,7 @@ class RunningPipeline:
 
 
 def start_in_thread(
-    settings: PipelineSettings, qdrant_client: Any = None, embedder: Any = None
+    settings: PipelineSettings, store: Any = None, embedder: Any = None
 ) -> RunningPipeline:
-    runtime = Runtime.create(settings, qdrant_client=qdrant_client, embedder=embedder)
+    runtime = Runtime.create(settings, store=store, embedder=embedder)
     return RunningPipeline(settings, runtime).start()

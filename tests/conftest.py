@@ -138,3 +138,148 @@ def consumer_factory(kafka_conf: dict[str, Any]) -> Iterator[Callable[..., Any]]
     for c in made:
         with contextlib.suppress(RuntimeError):  # already closed by the test
             c.close()
+
+
+# --- Qdrant: the embedded engine (Edge) and a real server ---------------------------------------
+
+
+def _free_base_port() -> int:
+    """An HTTP port whose +1 (gRPC) and +2 (peer) are free too."""
+    from tests.utils.net import free_port
+
+    while True:
+        base = free_port()
+        if base < 60000 and all(_port_free(base + d) for d in (1, 2)):
+            return base
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _require_qdrant_binary() -> None:
+    from stack import qdrant
+
+    if not qdrant.available():
+        pytest.skip(f"Qdrant server tests need the server binary: {qdrant.HOW_TO_GET}")
+
+
+class QdrantNodes:
+    """Real Qdrant processes of one test or session: start, kill -9, restart, stop."""
+
+    def __init__(self, root: Any, count: int) -> None:
+        from stack import qdrant
+
+        self.binary = qdrant.ensure_binary(log=lambda _m: None)
+        base = _free_base_port()
+        self.nodes = [
+            qdrant.Node(i, base + 10 * i if i == 0 else _free_base_port(), root / f"node{i}", root / "run", root / "logs")
+            for i in range(count)
+        ]
+        self.cluster = count > 1
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self, i: int | None = None, timeout_s: float = 60.0) -> None:
+        from stack import qdrant
+
+        for node in self.nodes if i is None else [self.nodes[i]]:
+            # A node that restarts rejoins through its stored peer state; the first start bootstraps.
+            qdrant.start_node(node, self.binary, self.cluster, self.nodes[0], timeout_s)
+        if i is None and self.cluster:
+            from stack.process import wait_until
+
+            wait_until(lambda: qdrant._peers(self.nodes[0]) >= len(self.nodes), "cluster peers", timeout_s, every_s=0.3)
+
+    def kill(self, i: int = 0) -> None:
+        import signal
+
+        pid = self.nodes[i].managed.pid()
+        assert pid is not None, f"node {i} is not running"
+        os.kill(pid, signal.SIGKILL)
+        import time
+
+        deadline = time.monotonic() + 10
+        while self.nodes[i].managed.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.managed.stop(timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def qdrant_server(tmp_path_factory: Any) -> Iterator[QdrantNodes]:
+    """One real Qdrant server node for the session (collections are uuid-named per test)."""
+    _require_qdrant_binary()
+    nodes = QdrantNodes(tmp_path_factory.mktemp("qdrant-server"), 1)
+    nodes.start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def qdrant_private_server(tmp_path: Any) -> Iterator[QdrantNodes]:
+    """A real Qdrant server of this test alone (it may kill and restart it)."""
+    _require_qdrant_binary()
+    nodes = QdrantNodes(tmp_path / "qdrant", 1)
+    nodes.start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def qdrant_cluster(tmp_path: Any) -> Iterator[QdrantNodes]:
+    """A real 3-node Qdrant cluster of this test alone."""
+    _require_qdrant_binary()
+    nodes = QdrantNodes(tmp_path / "qdrant-cluster", 3)
+    nodes.start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["edge", "server"])
+def engine(request: Any) -> str:
+    """Run the test once on the embedded engine and once on a real Qdrant server."""
+    return str(request.param)
+
+
+@pytest.fixture
+def qdrant_settings_factory(engine: str, tmp_path: Any, request: Any) -> Callable[..., Any]:
+    """QdrantSettings for ``engine``: a fresh folder (Edge) or the session's server, with a
+    uuid-named alias either way."""
+    from streamrag.config import QdrantSettings
+
+    def make(collection: str | None = None, **extra: Any) -> Any:
+        name = collection or f"c{uuid.uuid4().hex[:8]}"
+        if engine == "server":
+            server = request.getfixturevalue("qdrant_server")
+            return QdrantSettings(url=server.url, collection=name, **extra)
+        return QdrantSettings(path=tmp_path / f"q-{uuid.uuid4().hex[:6]}", collection=name, **extra)
+
+    return make
+
+
+@pytest.fixture
+def store_factory(qdrant_settings_factory: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """``(store, settings)`` on the test's engine; closed after the test."""
+    made: list[Any] = []
+
+    def make(**kw: Any) -> tuple[Any, Any]:
+        settings = qdrant_settings_factory(**kw)
+        store = settings.store()
+        made.append(store)
+        return store, settings
+
+    yield make
+    for store in made:
+        store.close()

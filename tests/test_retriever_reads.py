@@ -1,21 +1,19 @@
-"""The retriever's two reads on real embedded Qdrant: ranked candidates carry only the fields that
-ranking reads, and the chunks returned are then read whole. What changes in between (a delete, a
-rewrite) never makes a result stale, short or another tenant's."""
+"""The retriever's two reads, on both real engines (Qdrant Edge and a Qdrant server) with the same
+assertions: ranked candidates carry only the fields that ranking reads, and the chunks returned are
+then read whole. What changes in between (a delete, a rewrite) never makes a result stale, short or
+another tenant's."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
-from qdrant_client import models as qm
 
 from serving.retrieval.search import RANK_FIELDS, Candidate, Retriever, rank, tenant_filter
 from streamrag.contracts import IndexSchema as S
-from streamrag.embedded_qdrant import EmbeddedClient
+from streamrag.store import CollectionSpec, Point, SparseVector, VectorStore
 
 COLL = "chunks"
 
@@ -37,16 +35,19 @@ def pid(tenant: str, doc: str, index: int) -> str:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[EmbeddedClient]:
-    c = EmbeddedClient(QdrantClient(path=str(tmp_path / "q"), force_disable_check_same_thread=True))
-    c.create_collection(COLL, vectors_config={S.DENSE: qm.VectorParams(size=2, distance=qm.Distance.COSINE)})
-    yield c
-    c.close()
+def client(store_factory: Any) -> Iterator[VectorStore]:
+    store, _ = store_factory()
+    global COLL
+    COLL = f"chunks{uuid.uuid4().hex[:8]}"  # a fresh collection on the session's server too
+    store.ensure_collection(
+        COLL, CollectionSpec(dense={S.DENSE: 2}, sparse=[S.SPARSE], keyword_indexes=[S.TENANT])
+    )
+    yield store
 
 
-def put(client: EmbeddedClient, payload: dict[str, Any], vector: list[float]) -> str:
+def put(client: VectorStore, payload: dict[str, Any], vector: list[float]) -> str:
     point_id = pid(payload[S.TENANT], payload[S.DOC_ID], payload[S.CHUNK_INDEX])
-    client.upsert(COLL, [qm.PointStruct(id=point_id, vector={S.DENSE: vector}, payload=payload)], wait=True)
+    client.upsert(COLL, [Point(point_id, {S.DENSE: vector}, payload)])
     return point_id
 
 
@@ -55,7 +56,7 @@ def candidate(point_id: str, payload: dict[str, Any], score: float) -> Candidate
 
 
 def test_candidates_carry_the_rank_fields_and_rank_keeps_each_documents_latest(
-    client: EmbeddedClient,
+    client: VectorStore,
 ) -> None:
     put(client, chunk("t", "a", 1, 0, "old a"), [1.0, 0.0])
     put(client, chunk("t", "a", 2, 1, "new a"), [0.9, 0.1])
@@ -71,18 +72,18 @@ def test_candidates_carry_the_rank_fields_and_rank_keeps_each_documents_latest(
     assert [(h.doc_id, h.version, h.text) for h in hits] == [("a", 2, "new a"), ("b", 1, "b")]
 
 
-def test_hits_skip_what_was_deleted_since_ranking_and_read_the_next(client: EmbeddedClient) -> None:
+def test_hits_skip_what_was_deleted_since_ranking_and_read_the_next(client: VectorStore) -> None:
     docs = [chunk("t", f"d{i}", 1, 0, f"text {i}") for i in range(5)]
     ids = [put(client, d, [1.0, float(i)]) for i, d in enumerate(docs)]
     ranked = [candidate(i, d, 1.0 - n / 10) for n, (i, d) in enumerate(zip(ids, docs, strict=True))]
-    client.delete(COLL, points_selector=qm.PointIdsList(points=[ids[0], ids[2]]), wait=True)
+    client.delete(COLL, [ids[0], ids[2]])
     retriever = Retriever(client, COLL, encoder=None)  # type: ignore[arg-type]
     hits = retriever.hits(COLL, "t", ranked, want=3)
     assert [h.doc_id for h in hits] == ["d1", "d3", "d4"]  # still 3, in rank order
     assert [h.score for h in hits] == [0.9, 0.7, 0.6]
 
 
-def test_hits_return_a_chunk_rewritten_since_ranking_as_it_is_now(client: EmbeddedClient) -> None:
+def test_hits_return_a_chunk_rewritten_since_ranking_as_it_is_now(client: VectorStore) -> None:
     old = chunk("t", "a", 1, 0, "old text")
     point_id = put(client, old, [1.0, 0.0])
     ranked = [candidate(point_id, old, 0.8)]
@@ -92,7 +93,7 @@ def test_hits_return_a_chunk_rewritten_since_ranking_as_it_is_now(client: Embedd
     assert (hit.version, hit.text) == (2, "new text")
 
 
-def test_hits_never_return_another_tenants_point(client: EmbeddedClient) -> None:
+def test_hits_never_return_another_tenants_point(client: VectorStore) -> None:
     mine, theirs = chunk("t", "a", 1, 0, "mine"), chunk("u", "b", 1, 0, "theirs")
     ids = [put(client, mine, [1.0, 0.0]), put(client, theirs, [1.0, 0.0])]
     # a candidate list that names another tenant's point (it cannot come from a tenant-filtered
@@ -100,3 +101,16 @@ def test_hits_never_return_another_tenants_point(client: EmbeddedClient) -> None
     ranked = [candidate(ids[1], {**theirs, S.TENANT: "t"}, 0.9), candidate(ids[0], mine, 0.8)]
     retriever = Retriever(client, COLL, encoder=None)  # type: ignore[arg-type]
     assert [h.text for h in retriever.hits(COLL, "t", ranked, want=2)] == ["mine"]
+
+
+def test_dense_and_sparse_candidates_come_back_in_one_batch_filtered_by_tenant(client: VectorStore) -> None:
+    a = put(client, chunk("t", "a", 1, 0, "apt"), [1.0, 0.0])
+    client.upsert(COLL, [Point(pid("t", "b", 0), {S.DENSE: [0.0, 1.0], S.SPARSE: SparseVector([7, 9], [1.0, 2.0])},
+                               chunk("t", "b", 1, 0, "dpkg"))])
+    client.upsert(COLL, [Point(pid("u", "c", 0), {S.DENSE: [1.0, 0.0], S.SPARSE: SparseVector([9], [5.0])},
+                               chunk("u", "c", 1, 0, "theirs"))])
+    retriever = Retriever(client, COLL, encoder=None)  # type: ignore[arg-type]
+    dense, sparse = retriever.shortlist(COLL, [1.0, 0.0], ([9], [1.0]), tenant_filter("t"), k=5)
+    assert [p.id for p in dense] == [a, pid("t", "b", 0)]  # cosine order, tenant t only
+    assert [p.id for p in sparse] == [pid("t", "b", 0)]  # the only point of t with term 9
+    assert dense[0].score == pytest.approx(1.0, abs=1e-5)

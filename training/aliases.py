@@ -1,10 +1,10 @@
 """Switching the API's alias between collections atomically, with a history to roll back through.
 
 Queries read the alias (``qdrant.collection``); each physical collection holds the vectors of one
-embedding model. :meth:`AliasSwitcher.switch` repoints the alias with one
-``update_collection_aliases`` call carrying the delete and the create, which Qdrant applies
-atomically: a query resolves the alias either before (old collection, old model) or after (new
-collection, new model), never to a missing or half-built collection.
+embedding model. :meth:`AliasSwitcher.switch` repoints the alias atomically through the store
+(:meth:`streamrag.store.VectorStore.point_alias`: one alias request on a server, a renamed alias
+file in the embedded store): a query resolves the alias either before (old collection, old model)
+or after (new collection, new model), never to a missing or half-built collection.
 
 Every switch is recorded in the collection ``<alias>.switches`` (one point a switch, beside the
 collections it names, so the history lives wherever Qdrant lives). :meth:`AliasSwitcher.rollback`
@@ -18,9 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qdrant_client import models as qm
-
 from streamrag.contracts import utcnow
+from streamrag.store import CollectionSpec, Point, VectorStore
 
 log = logging.getLogger("streamrag.training")
 
@@ -41,33 +40,22 @@ class Switch:
 
 
 class AliasSwitcher:
-    """Repoints ``alias``; ``client`` is a qdrant-client (the shared one in embedded mode)."""
+    """Repoints ``alias`` in ``store`` (in embedded mode, the process's one store)."""
 
-    def __init__(self, client: Any, alias: str) -> None:
-        self.client = client
+    def __init__(self, store: VectorStore, alias: str) -> None:
+        self.store = store
         self.alias = alias
         self.history_collection = f"{alias}.switches"
 
     def current(self) -> str | None:
         """The collection the alias points at now (``None`` when there is no such alias)."""
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == self.alias:
-                return str(a.collection_name)
-        return None
+        return self.store.resolve(self.alias)
 
     def history(self) -> list[Switch]:
         """Every recorded switch and rollback, oldest first."""
-        if not self.client.collection_exists(self.history_collection):
+        if not self.store.exists(self.history_collection):
             return []
-        out: list[Switch] = []
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.history_collection, limit=256, offset=offset, with_payload=True, with_vectors=False
-            )
-            out += [Switch(**(p.payload or {})) for p in points]
-            if offset is None:
-                return sorted(out, key=lambda s: s.seq)
+        return sorted((Switch(**pl) for _, pl in self.store.scroll(self.history_collection)), key=lambda s: s.seq)
 
     def switch(self, target: str, reason: str = "") -> Switch:
         """Point the alias at ``target`` (an existing collection) atomically and record it."""
@@ -101,18 +89,10 @@ class AliasSwitcher:
     def _apply(
         self, target: str, action: Literal["switch", "rollback"], undoes: int | None, reason: str
     ) -> Switch:
-        if not self.client.collection_exists(target):
+        if not self.store.exists(target):
             raise LookupError(f"collection {target!r} does not exist")
         source = self.current()
-        ops: list[Any] = []
-        if source is not None:
-            ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias)))
-        ops.append(
-            qm.CreateAliasOperation(
-                create_alias=qm.CreateAlias(collection_name=target, alias_name=self.alias)
-            )
-        )
-        self.client.update_collection_aliases(change_aliases_operations=ops)  # one call: atomic
+        self.store.point_alias(self.alias, target)  # atomic
         seq = max((s.seq for s in self.history()), default=0) + 1
         record = Switch(seq, self.alias, source, target, action, utcnow().isoformat(), undoes, reason)
         self._record(record)
@@ -120,12 +100,7 @@ class AliasSwitcher:
         return record
 
     def _record(self, record: Switch) -> None:
-        if not self.client.collection_exists(self.history_collection):
-            self.client.create_collection(
-                self.history_collection, vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT)
-            )
+        self.store.ensure_collection(self.history_collection, CollectionSpec())
         point_id = str(uuid.uuid5(_NAMESPACE, f"{self.alias}\x1f{record.seq}"))
         payload = {k: getattr(record, k) for k in Switch.__dataclass_fields__}
-        self.client.upsert(
-            self.history_collection, [qm.PointStruct(id=point_id, vector=[1.0], payload=payload)], wait=True
-        )
+        self.store.upsert(self.history_collection, [Point(point_id, {}, payload)])

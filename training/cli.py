@@ -144,7 +144,7 @@ def index_status_cmd(as_json: bool) -> None:
     from training.reindex import index_status
 
     settings = _settings()
-    status = index_status(settings, settings.qdrant.client())
+    status = index_status(settings, settings.qdrant.store())
     if as_json:
         _echo_json(asdict(status))
         return
@@ -193,7 +193,7 @@ def index_reindex(version: str, no_switch: bool, keep_running: bool, timeout: fl
     try:
         model = registry.current() if version == "production" else registry.model(version)
         result = reindex(
-            settings, settings.qdrant.client(), model, switch=not no_switch, keep_running=keep_running
+            settings, settings.qdrant.store(), model, switch=not no_switch, keep_running=keep_running
         )
     except (RegistryError, ReindexError) as exc:
         _fail(str(exc))
@@ -228,7 +228,7 @@ def index_watch(max_events: int | None) -> None:
     from training.promotion import PromotionWatcher
 
     settings = _settings()
-    for outcome in PromotionWatcher(settings, settings.qdrant.client()).run(max_events=max_events):
+    for outcome in PromotionWatcher(settings, settings.qdrant.store()).run(max_events=max_events):
         click.echo(f"model {outcome.version}: {outcome.status} {outcome.collection or ''}".rstrip())
 
 
@@ -245,7 +245,7 @@ def index_rollback() -> None:
 
     settings = _settings()
     try:
-        done = AliasSwitcher(settings.qdrant.client(), settings.qdrant.collection).rollback("cli")
+        done = AliasSwitcher(settings.qdrant.store(), settings.qdrant.collection).rollback("cli")
     except LookupError as exc:
         _fail(str(exc))
     click.echo(f"alias {done.alias}: {done.source} -> {done.target}")
@@ -285,7 +285,7 @@ def train_run(tenant: str | None, max_pairs: int | None, no_promote: bool) -> No
         overrides["auto_promote"] = False
     settings = _settings(**overrides)
     try:
-        result = run_training(None, settings, settings.qdrant.client(), tenant=tenant)
+        result = run_training(None, settings, settings.qdrant.store(), tenant=tenant)
     except TrainingFailed as exc:
         _fail(str(exc))
     click.echo(
@@ -319,6 +319,6 @@ def train_consume(max_events: int | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # finish (and commit) the running run, then stop
         signal.signal(sig, lambda *_: stop.set())
-    outcomes = DriftTrainingConsumer(settings, settings.qdrant.client()).run(stop, max_events)
+    outcomes = DriftTrainingConsumer(settings, settings.qdrant.store()).run(stop, max_events)
     for o in outcomes:
         click.echo(f"{o.topic}:{o.partition}@{o.offset} {o.status} event={o.event_id} run={o.run_id}")

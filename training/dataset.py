@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from qdrant_client import models as qm
 
 from streamrag.contracts import Groups, utcnow
 from streamrag.contracts import IndexSchema as S
+from streamrag.store import Match, VectorStore
 from training.offsets import committed_offsets
 from training.settings import TrainingOptions, TrainingSettings
 
@@ -100,41 +100,30 @@ class Dataset:
 # --- reading the store ------------------------------------------------------------------------------
 
 
-def resolve_alias(client: Any, alias: str) -> str:
+def resolve_alias(store: VectorStore, alias: str) -> str:
     """The collection ``alias`` points at; ``alias`` itself when it is a collection, not an alias."""
-    for a in client.get_aliases().aliases:
-        if a.alias_name == alias:
-            return str(a.collection_name)
-    if client.collection_exists(alias):
+    target = store.resolve(alias)
+    if target is not None:
+        return target
+    if store.exists(alias):
         return alias
     raise LookupError(f"no collection or alias named {alias!r}: has the pipeline indexed anything yet?")
 
 
-def scroll_chunks(client: Any, collection: str, tenant: str | None = None, page: int = 1024) -> list[Chunk]:
+def scroll_chunks(store: VectorStore, collection: str, tenant: str | None = None, page: int = 1024) -> list[Chunk]:
     """Every chunk point of ``collection`` (of one tenant when given), without vectors."""
-    flt = None
-    if tenant is not None:
-        flt = qm.Filter(must=[qm.FieldCondition(key=S.TENANT, match=qm.MatchValue(value=tenant))])
-    out: list[Chunk] = []
-    offset = None
-    while True:
-        points, offset = client.scroll(
-            collection, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=False
+    where = [Match.eq(S.TENANT, tenant)] if tenant is not None else []
+    return [
+        Chunk(
+            pl[S.DOC_KEY],
+            int(pl[S.VERSION]),
+            int(pl[S.CHUNK_INDEX]),
+            str(pl.get("title") or ""),
+            str(pl[S.TEXT]),
+            str(pl.get(S.INDEXED_TS) or ""),
         )
-        for p in points:
-            pl = p.payload or {}
-            out.append(
-                Chunk(
-                    pl[S.DOC_KEY],
-                    int(pl[S.VERSION]),
-                    int(pl[S.CHUNK_INDEX]),
-                    str(pl.get("title") or ""),
-                    str(pl[S.TEXT]),
-                    str(pl.get(S.INDEXED_TS) or ""),
-                )
-            )
-        if offset is None:
-            return out
+        for _, pl in store.scroll(collection, where, page=page)
+    ]
 
 
 def take_snapshot(
@@ -244,11 +233,11 @@ def split_pairs(pairs: Sequence[Pair], opts: TrainingOptions) -> tuple[list[Pair
 # --- all together -------------------------------------------------------------------------------------
 
 
-def build_dataset(settings: TrainingSettings, client: Any, tenant: str | None = None) -> Dataset:
+def build_dataset(settings: TrainingSettings, store: VectorStore, tenant: str | None = None) -> Dataset:
     """Snapshot the live collection (behind ``settings.qdrant.collection``) and make the pairs."""
     alias = settings.qdrant.collection
-    collection = resolve_alias(client, alias)
-    chunks = scroll_chunks(client, collection, tenant)
+    collection = resolve_alias(store, alias)
+    chunks = scroll_chunks(store, collection, tenant)
     groups = [settings.pipeline_group]
     version = collection.removeprefix(f"{alias}__")
     if version != collection and version != settings.registry.base_model_version:

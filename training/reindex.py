@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from streamrag.store import VectorStore
 from streamrag.contracts import Groups
 from streamrag.contracts import IndexSchema as S
 from streams.runner import RunningPipeline, start_in_thread
@@ -110,7 +111,7 @@ class ReindexResult:
 
 def reindex(
     settings: TrainingSettings,
-    client: Any,
+    store: VectorStore,
     model: ModelRef,
     *,
     base: PipelineSettings | None = None,
@@ -120,28 +121,28 @@ def reindex(
 ) -> ReindexResult:
     """Build ``model``'s collection beside the live one, wait for catch-up, then switch the alias.
 
-    ``client`` must be the process's shared qdrant-client in embedded mode. ``embedder`` (an
+    ``store`` must be the process's one store in embedded mode. ``embedder`` (an
     :class:`streams.embed.Embedder` of ``model.path``) saves loading it again. The alias is
     switched only when the build caught up and, if the live collection has points, the new one
     has some too; otherwise :class:`ReindexError` is raised and the alias is left as it was.
     """
     started = time.monotonic()
     shadow = pipeline_settings(settings, model, base)
-    switcher = AliasSwitcher(client, shadow.qdrant.collection)
+    switcher = AliasSwitcher(store, shadow.qdrant.collection)
     collection = S.collection_for(shadow.qdrant.collection, shadow.embedding_model_version)
     if switcher.current() == collection:
         raise ReindexError(f"the alias already points at {collection}")
     log.info(
         "shadow re-index into %s as group %s (live: %s)", collection, shadow.group_id, switcher.current()
     )
-    running = start_in_thread(shadow, qdrant_client=client, embedder=embedder)
+    running = start_in_thread(shadow, store=store, embedder=embedder)
     try:
         wait_caught_up(shadow, running, settings.reindex.timeout_s, settings.reindex.poll_s)
-        points = int(client.count(collection, exact=True).count)
+        points = store.count(collection)
         done: Switch | None = None
         if switch:
             live = switcher.current()
-            if live is not None and points == 0 and client.count(live, exact=True).count > 0:
+            if live is not None and points == 0 and store.count(live) > 0:
                 raise ReindexError(f"{collection} is empty while {live} is not: not switching")
             done = switcher.switch(collection, reason=f"reindex {model.label}")
         seconds = time.monotonic() - started
@@ -178,15 +179,15 @@ class IndexStatus:
     switches: list[Switch]
 
 
-def index_status(settings: TrainingSettings, client: Any) -> IndexStatus:
+def index_status(settings: TrainingSettings, store: VectorStore) -> IndexStatus:
     """Each collection behind the alias (points, model version and id, its group's lag) and the switches."""
     from confluent_kafka import KafkaException
 
     alias = settings.qdrant.collection
-    switcher = AliasSwitcher(client, alias)
+    switcher = AliasSwitcher(store, alias)
     live = switcher.current()
     conf = settings.kafka.librdkafka()
-    names = sorted(c.name for c in client.get_collections().collections)
+    names = store.collections()
     out: list[CollectionStatus] = []
     for name in names:
         if not name.startswith(f"{alias}__") or name.endswith(S.REGISTRY_SUFFIX):
@@ -201,8 +202,8 @@ def index_status(settings: TrainingSettings, client: Any) -> IndexStatus:
             lag: int | None = group_progress(conf, group, settings.source_topics).lag
         except (KafkaException, LookupError):
             lag = None
-        sample, _ = client.scroll(name, limit=1, with_payload=[S.MODEL_ID], with_vectors=False)
-        model_id = str(sample[0].payload.get(S.MODEL_ID)) if sample and sample[0].payload else None
-        points = int(client.count(name, exact=True).count)
+        sample = next(store.scroll(name, fields=[S.MODEL_ID], page=1), None)
+        model_id = str(sample[1].get(S.MODEL_ID)) if sample and sample[1] else None
+        points = store.count(name)
         out.append(CollectionStatus(name, version, points, model_id, name == live, group, lag))
     return IndexStatus(alias, live, out, switcher.history())

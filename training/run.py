@@ -80,7 +80,7 @@ def _params(settings: TrainingSettings, current: ModelRef, tenant: str | None) -
 def run_training(
     drift_event: DriftEvent | None,
     settings: TrainingSettings,
-    qdrant_client: Any,
+    store: Any,
     registry: ModelRegistry | None = None,
     tenant: str | None = None,
 ) -> RunResult:
@@ -100,7 +100,7 @@ def run_training(
     staging = settings.models_dir() / f".staging-{uuid.uuid4().hex[:12]}"
     dataset: Dataset | None = None
     try:
-        dataset = build_dataset(settings, qdrant_client, tenant)
+        dataset = build_dataset(settings, store, tenant)
         if len(dataset.train) < opts.min_train_pairs or len(dataset.heldout) < opts.min_eval_pairs:
             raise ValueError(
                 f"not enough data: {len(dataset.train)} train / {len(dataset.heldout)} held-out pairs, "

@@ -63,18 +63,18 @@ class DriftTrainingConsumer:
     """Consumes ``training.drift_topic`` as group ``training.group_id``; see the module docstring.
 
     ``runner(event, registry)`` runs one training run (default: :func:`run_training` with these
-    settings and ``qdrant_client``); it runs on the worker thread, which owns its registry.
+    settings and ``store``); it runs on the worker thread, which owns its registry.
     """
 
     def __init__(
         self,
         settings: TrainingSettings,
-        qdrant_client: Any,
+        store: Any,
         runner: Runner | None = None,
         registry_factory: Callable[[], ModelRegistry] | None = None,
     ) -> None:
         self.settings = settings
-        self._runner = runner or (lambda ev, reg: run_training(ev, settings, qdrant_client, reg))
+        self._runner = runner or (lambda ev, reg: run_training(ev, settings, store, reg))
         self._registry_factory = registry_factory or (lambda: ModelRegistry(settings))
         self._registry: ModelRegistry | None = None  # created on, and used only by, the worker thread
         self._jobs: deque[_Job] = deque()

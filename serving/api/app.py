@@ -18,27 +18,28 @@ from serving.generation.client import Generator
 from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
+from streamrag.store import StoreError, VectorStore
 
 log = logging.getLogger("streamrag.serving")
 
 
 def build_state(
     settings: ApiSettings,
-    client: Any = None,
+    store: VectorStore | None = None,
     encoder: QueryEncoder | None = None,
     generator_url: str | None = None,
 ) -> ApiState:
-    client = client if client is not None else settings.qdrant.client()
+    store = store if store is not None else settings.qdrant.store()
     encoder = encoder or QueryEncoder(settings.embedding_model_path, dtype=settings.query_dtype)
     registry = CollectorRegistry()
     url = generator_url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}"
     token = settings.tgi_token.get_secret_value() if settings.tgi_token else None
     state = ApiState(
         settings=settings,
-        client=client,
+        store=store,
         encoder=encoder,
         retriever=Retriever(
-            client,
+            store,
             settings.qdrant.collection,
             encoder,
             settings.candidates,
@@ -98,6 +99,15 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
         # One readable line per problem: "body.k: Input should be less than or equal to 50".
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": problems})
+
+    @app.exception_handler(StoreError)
+    async def store_down(_request: Request, exc: StoreError) -> JSONResponse:
+        # The index is unreachable, restarting or not built yet: a state to retry, not a bug.
+        st = getattr(app.state, "api", None)
+        if st is not None:
+            st.metrics.errors.labels("store_unavailable").inc()
+        log.warning("vector store: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
 
     return app
 

@@ -17,7 +17,7 @@ from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import QueryRecord
-from streamrag.embedded_qdrant import scan_by_key
+from streamrag.store import Match, VectorStore
 
 log = logging.getLogger("streamrag.serving")
 
@@ -79,7 +79,7 @@ class QueryLog:
 @dataclass
 class ApiState:
     settings: ApiSettings
-    client: Any
+    store: VectorStore
     encoder: QueryEncoder
     retriever: Retriever
     generator: Generator
@@ -97,10 +97,10 @@ class ApiState:
     def document_state(self, tenant: str, doc_id: str) -> dict[str, Any]:
         key = f"{tenant}/{doc_id}"
         registry = self.physical_collection() + S.REGISTRY_SUFFIX
-        if not self.client.collection_exists(registry):
+        if not self.store.exists(registry):
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
         fields = ["order", "op", S.VERSION, "chunk_count", S.INDEXED_TS]
-        payloads = [pl for _, pl in scan_by_key(self.client, registry, S.DOC_KEY, [key], fields)]
+        payloads = [pl for _, pl in self.store.scroll(registry, [Match.eq(S.DOC_KEY, key)], fields)]
         if not payloads:
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
         top = max(payloads, key=lambda pl: pl["order"])

@@ -54,11 +54,11 @@ def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = p
     ]  # fmt: skip
     with Publisher(base.kafka, topic=topic) as pub:
         pub.publish_many(events)
-    client = qdrant.client()
+    client = qdrant.store()
     settings = base.model_copy(update={"source_topics": [topic], "cdc_topics": [], "qdrant": qdrant,
                                        "group_id": f"eval-{uuid.uuid4().hex[:8]}", "stop_when_idle_s": 5.0})  # fmt: skip
     started = time.perf_counter()
-    running = start_in_thread(settings, qdrant_client=client)
+    running = start_in_thread(settings, store=client)
     while running.alive():
         time.sleep(0.5)
     if running.error is not None:

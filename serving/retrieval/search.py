@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from qdrant_client import models as qm
-
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import sparse_encode
-from streamrag.embedded_qdrant import Scored, nearest_scored, payloads_of
+from streamrag.store import Match, Nearest, Scored, SparseVector, VectorStore, Where
 from streamrag.sentence_model import freeze, id_batch, resolve_dtype
 
 
@@ -168,24 +166,24 @@ def fuse(
     return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> qm.Filter:
-    must: list[Any] = [qm.FieldCondition(key=S.TENANT, match=qm.MatchValue(value=tenant))]
+def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> list[Match]:
+    """The caller's tenant, and each metadata field equal to its value (or one of a list's)."""
+    must = [Match.eq(S.TENANT, tenant)]
     for key, value in (metadata or {}).items():
-        cond = qm.MatchAny(any=value) if isinstance(value, list) else qm.MatchValue(value=value)
-        must.append(qm.FieldCondition(key=f"{S.METADATA}.{key}", match=cond))
-    return qm.Filter(must=must)
+        must.append(Match(f"{S.METADATA}.{key}", tuple(value) if isinstance(value, list) else (value,)))
+    return must
 
 
 class Retriever:
     def __init__(
         self,
-        client: Any,
+        store: VectorStore,
         collection: str,
         encoder: QueryEncoder,
         candidates: int = 40,
         reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
     ) -> None:
-        self.client = client
+        self.store = store
         self.collection = collection
         self.encoder = encoder
         self.candidates = candidates
@@ -207,10 +205,7 @@ class Retriever:
 
     def physical_collection(self) -> str:
         """The collection the alias points at now (re-read: a re-index may have switched it)."""
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == self.collection:
-                return str(a.collection_name)
-        return self.collection
+        return self.store.resolve(self.collection) or self.collection
 
     def resolve(self) -> tuple[str, QueryEncoder]:
         """(physical collection, its query encoder) for the alias now."""
@@ -267,18 +262,18 @@ class Retriever:
         collection: str,
         dense: list[float],
         sparse: tuple[list[int], list[float]],
-        flt: qm.Filter,
+        flt: Where,
         k: int,
         hybrid_weight: float = 0.5,
     ) -> tuple[list[Scored], list[Scored]]:
         """Dense and sparse candidates (``max(candidates, 4k)`` each) with :data:`RANK_FIELDS`,
-        asked of a Qdrant server in one request."""
+        in one batch request."""
         n = max(self.candidates, k * 4)
         idx, vals = sparse
-        queries: list[tuple[Any, str]] = [(dense, S.DENSE)]
+        queries = [Nearest(dense, S.DENSE, n, flt, RANK_FIELDS)]
         if idx and hybrid_weight < 1:
-            queries.append((qm.SparseVector(indices=idx, values=vals), S.SPARSE))
-        found = nearest_scored(self.client, collection, queries, flt, n, RANK_FIELDS)  # one request
+            queries.append(Nearest(SparseVector(idx, vals), S.SPARSE, n, flt, RANK_FIELDS))
+        found = self.store.search(collection, queries)
         return found[0], found[1] if len(found) > 1 else []
 
     def hits(self, collection: str, tenant: str, ranked: list[Candidate], want: int) -> list[Hit]:
@@ -289,7 +284,7 @@ class Retriever:
         while len(hits) < want and start < len(ranked):
             batch = ranked[start : start + want - len(hits)]
             start += len(batch)
-            full = payloads_of(self.client, collection, [c.point_id for c in batch])
+            full = self.store.retrieve(collection, [c.point_id for c in batch])
             for c in batch:
                 pl = full.get(c.point_id)
                 if pl is not None and pl.get(S.TENANT) == tenant:

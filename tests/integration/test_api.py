@@ -59,7 +59,7 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     embedded = Embedded()
     try:
         embedded.servers.append(start_llm(llm_port))
-        client = qdrant.client()
+        client = qdrant.store()
         pipe = PipelineSettings(
             source_topics=[Topics.CDC_DOCUMENTS],
             group_id=group,
@@ -68,7 +68,7 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
             metrics_port=None,
             max_wait_s=0.05,
         )
-        embedded.pipeline = start_in_thread(pipe, qdrant_client=client)
+        embedded.pipeline = start_in_thread(pipe, store=client)
         settings = ApiSettings(
             source_topics=[Topics.CDC_DOCUMENTS],
             api_keys=KEYS,
@@ -80,7 +80,7 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
             max_new_tokens_limit=24,
             queries_topic=None,
         )
-        state = build_state(settings, client=client)
+        state = build_state(settings, store=client)
         embedded.servers.append(
             serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
         )

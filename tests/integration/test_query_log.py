@@ -24,7 +24,7 @@ def test_search_requests_are_published(
 
     topic = topic_factory("queries", partitions=1)
     qdrant = QdrantSettings(path=tmp_path / "q", collection="ql")
-    IndexStore(qdrant.client(), "ql", "minilm-l6-v2", 384, "m").ensure()
+    IndexStore(qdrant.store(), "ql", "minilm-l6-v2", 384, "m").ensure()
     settings = ApiSettings(qdrant=qdrant, queries_topic=topic, api_keys={"k": "acme"})
     state = build_state(settings)
     with TestClient(create_app(settings, state)) as client:

@@ -88,7 +88,7 @@ def test_shadow_reindex_switches_atomically_under_queries_and_rolls_back(
         harness.wait(timeout_s=400)
     finally:
         harness.stop()
-    client = qdrant.client()
+    client = qdrant.store()
     old = f"{ALIAS}__minilm-l6-v2"
     assert AliasSwitcher(client, ALIAS).current() == old
     settings = TrainingSettings(

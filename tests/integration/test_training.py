@@ -64,7 +64,7 @@ def test_a_drift_event_trains_and_registers_a_version_with_lineage(
         harness.wait(timeout_s=540)
     finally:
         harness.stop()
-    client = qdrant.client()  # the same client object the pipeline wrote with
+    client = qdrant.store()  # the same client object the pipeline wrote with
     settings = TrainingSettings(
         qdrant=qdrant,
         data_dir=tmp_path / "data",
@@ -186,7 +186,7 @@ def test_a_run_that_cannot_train_is_recorded_as_failed_and_committed(
     producer.produce(drift_topic, value=event.to_bytes())
     assert producer.flush(10) == 0
 
-    (outcome,) = DriftTrainingConsumer(settings, settings.qdrant.client()).run(max_events=1, timeout_s=120)
+    (outcome,) = DriftTrainingConsumer(settings, settings.qdrant.store()).run(max_events=1, timeout_s=120)
 
     assert outcome.status == "failed" and "no collection or alias" in (outcome.error or "")
     registry = ModelRegistry(settings)

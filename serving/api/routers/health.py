@@ -35,7 +35,8 @@ async def readyz(state: StateDep, response: Response) -> Readiness:
 
     def qdrant_ok() -> bool:
         try:
-            return bool(state.client.collection_exists(state.settings.qdrant.collection))
+            alias = state.settings.qdrant.collection
+            return bool(state.store.resolve(alias) or state.store.exists(alias))
         except Exception as exc:
             detail["qdrant"] = str(exc)
             return False
