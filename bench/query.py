@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import numpy as np
-from qdrant_client import models as qm
 
 from bench.http1 import Connection
 from bench.ingest import Progress, cpu_seconds, forget, load_corpus, make_events, new_topic
@@ -118,7 +117,7 @@ def main() -> int:
     progress.close()
     running.stop()
     forget(base.kafka.librdkafka(), topic, group)
-    points = client.count(S.collection_for("bench", base.embedding_model_version)).count
+    points = client.count(S.collection_for("bench", base.embedding_model_version))
     print(f"indexed {len(corpus.documents)} documents, {points} chunks")
 
     llm_port, api_port = free_port(), free_port()
@@ -143,7 +142,6 @@ def main() -> int:
     # Stages alone.
     enc, ret = state.encoder, state.retriever
     stage: dict[str, list[float]] = {"embed": [], "search": [], "fuse": []}
-    public: list[float] = []
     k = 5  # as the clients below ask
     for q in questions:
         t0 = time.perf_counter()
@@ -159,27 +157,7 @@ def main() -> int:
         stage["embed"].append(t1 - t0)
         stage["search"].append(t2 - t1 + t4 - t3)  # candidates, then the k results' payloads
         stage["fuse"].append(t3 - t2)
-        # the same two searches through qdrant-client's public local-mode API, for comparison
-        t5 = time.perf_counter()
-        client.query_points(
-            ret.collection,
-            query=dense,
-            using=S.DENSE,
-            query_filter=flt,
-            limit=ret.candidates,
-            with_payload=True,
-        )
-        client.query_points(
-            ret.collection,
-            query=qm.SparseVector(indices=idx, values=vals),
-            using=S.SPARSE,
-            query_filter=flt,
-            limit=ret.candidates,
-            with_payload=True,
-        )
-        public.append(time.perf_counter() - t5)
     bench_sum = sum(pct(v, 50) for v in stage.values())
-    print(f"(search through qdrant-client's public local-mode API: p50 {pct(public, 50) * 1000:.2f} ms)")
 
     # The API as its own process on the same store (embedded Qdrant: release it here first).
     state.close()

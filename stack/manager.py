@@ -94,7 +94,11 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
             state = "/".join(str(s) for s in states)
     out.append(ComponentStatus("debezium", settings.connector_name, ok, state))
     for node in qdrant_server.running(settings.data_dir, settings.qdrant_base_port):
-        out.append(ComponentStatus(f"qdrant{node.index}", node.url, node.ready(), f"local Qdrant {qdrant_server.VERSION} node"))
+        out.append(
+            ComponentStatus(
+                f"qdrant{node.index}", node.url, node.ready(), f"local Qdrant {qdrant_server.VERSION} node"
+            )
+        )
     q = settings.qdrant
     out.append(_qdrant_status(q.url, str(q.resolved_path())))
     return out

@@ -83,7 +83,9 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
             dst.write(block)
     if digest.hexdigest() != SHA256:
         partial.unlink()
-        raise StackError(f"{archive} unpacked to SHA-256 {digest.hexdigest()}, expected {SHA256}: not using it")
+        raise StackError(
+            f"{archive} unpacked to SHA-256 {digest.hexdigest()}, expected {SHA256}: not using it"
+        )
     partial.chmod(0o755)
     if target.exists():  # another process unpacked it meanwhile (and may be running it)
         partial.unlink()
@@ -116,7 +118,11 @@ class Node:
 
     @property
     def managed(self) -> Managed:
-        return Managed(f"qdrant{self.index}", self.run_dir / f"qdrant{self.index}.pid", self.log_dir / f"qdrant{self.index}.log")
+        return Managed(
+            f"qdrant{self.index}",
+            self.run_dir / f"qdrant{self.index}.pid",
+            self.log_dir / f"qdrant{self.index}.log",
+        )
 
     def env(self, cluster: bool) -> dict[str, str]:
         return {
@@ -140,7 +146,13 @@ class Node:
 
 def nodes(data_dir: Path, base_port: int, count: int) -> list[Node]:
     return [
-        Node(i, base_port + 10 * i, data_dir / "qdrant-server" / f"node{i}", data_dir / "run", data_dir / "logs")
+        Node(
+            i,
+            base_port + 10 * i,
+            data_dir / "qdrant-server" / f"node{i}",
+            data_dir / "run",
+            data_dir / "logs",
+        )
         for i in range(count)
     ]
 
@@ -172,7 +184,9 @@ def start(
         line = start_node(node, binary, cluster, group[0], timeout_s)
         log(f"qdrant{node.index}    {line}")
     if cluster:
-        wait_until(lambda: _peers(group[0]) >= count, f"{count} Qdrant peers in the cluster", timeout_s, every_s=0.3)
+        wait_until(
+            lambda: _peers(group[0]) >= count, f"{count} Qdrant peers in the cluster", timeout_s, every_s=0.3
+        )
     return group
 
 

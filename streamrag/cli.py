@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 # numpy's OpenBLAS keeps a thread per core busy-waiting after each call. Our numpy work is small

@@ -102,7 +102,9 @@ class QdrantSettings(BaseModel):
         from streamrag.store.edge import EdgeStore
 
         return EdgeStore(
-            self.resolved_path(), index_min_points=self.index_min_points, index_max_points=self.index_max_points
+            self.resolved_path(),
+            index_min_points=self.index_min_points,
+            index_max_points=self.index_max_points,
         )
 
 

@@ -54,9 +54,10 @@ def run(
 class RunningPipeline:
     """A pipeline in a background thread; :meth:`stop` ends it after in-flight batches are done."""
 
-    def __init__(self, settings: PipelineSettings, runtime: Runtime) -> None:
+    def __init__(self, settings: PipelineSettings, runtime: Runtime, owns_store: bool = False) -> None:
         self.settings = settings
         self.runtime = runtime
+        self.owns_store = owns_store  # then stop() closes it (the embedded store's folder is freed)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="streamrag-pipeline", daemon=True)
 
@@ -77,12 +78,17 @@ class RunningPipeline:
     def stop(self, timeout_s: float = 60.0) -> None:
         self.runtime.stop.set()
         self._thread.join(timeout_s)
+        if self.owns_store and not self._thread.is_alive():
+            self.runtime.store.store.close()
         if self.error is not None:
             raise RuntimeError("the pipeline thread failed") from self.error
 
 
-def start_in_thread(
-    settings: PipelineSettings, store: Any = None, embedder: Any = None
-) -> RunningPipeline:
-    runtime = Runtime.create(settings, store=store, embedder=embedder)
-    return RunningPipeline(settings, runtime).start()
+def start_in_thread(settings: PipelineSettings, store: Any = None, embedder: Any = None) -> RunningPipeline:
+    """The pipeline in a background thread, writing to ``store`` (default: its own, from the
+    settings, closed when it stops)."""
+    owns = store is None
+    runtime = Runtime.create(
+        settings, store=store if store is not None else settings.qdrant.store(), embedder=embedder
+    )
+    return RunningPipeline(settings, runtime, owns_store=owns).start()

@@ -180,7 +180,13 @@ class QdrantNodes:
         self.binary = qdrant.ensure_binary(log=lambda _m: None)
         base = _free_base_port()
         self.nodes = [
-            qdrant.Node(i, base + 10 * i if i == 0 else _free_base_port(), root / f"node{i}", root / "run", root / "logs")
+            qdrant.Node(
+                i,
+                base + 10 * i if i == 0 else _free_base_port(),
+                root / f"node{i}",
+                root / "run",
+                root / "logs",
+            )
             for i in range(count)
         ]
         self.cluster = count > 1
@@ -198,7 +204,12 @@ class QdrantNodes:
         if i is None and self.cluster:
             from stack.process import wait_until
 
-            wait_until(lambda: qdrant._peers(self.nodes[0]) >= len(self.nodes), "cluster peers", timeout_s, every_s=0.3)
+            wait_until(
+                lambda: qdrant._peers(self.nodes[0]) >= len(self.nodes),
+                "cluster peers",
+                timeout_s,
+                every_s=0.3,
+            )
 
     def kill(self, i: int = 0) -> None:
         import signal

@@ -105,10 +105,26 @@ def test_hits_never_return_another_tenants_point(client: VectorStore) -> None:
 
 def test_dense_and_sparse_candidates_come_back_in_one_batch_filtered_by_tenant(client: VectorStore) -> None:
     a = put(client, chunk("t", "a", 1, 0, "apt"), [1.0, 0.0])
-    client.upsert(COLL, [Point(pid("t", "b", 0), {S.DENSE: [0.0, 1.0], S.SPARSE: SparseVector([7, 9], [1.0, 2.0])},
-                               chunk("t", "b", 1, 0, "dpkg"))])
-    client.upsert(COLL, [Point(pid("u", "c", 0), {S.DENSE: [1.0, 0.0], S.SPARSE: SparseVector([9], [5.0])},
-                               chunk("u", "c", 1, 0, "theirs"))])
+    client.upsert(
+        COLL,
+        [
+            Point(
+                pid("t", "b", 0),
+                {S.DENSE: [0.0, 1.0], S.SPARSE: SparseVector([7, 9], [1.0, 2.0])},
+                chunk("t", "b", 1, 0, "dpkg"),
+            )
+        ],
+    )
+    client.upsert(
+        COLL,
+        [
+            Point(
+                pid("u", "c", 0),
+                {S.DENSE: [1.0, 0.0], S.SPARSE: SparseVector([9], [5.0])},
+                chunk("u", "c", 1, 0, "theirs"),
+            )
+        ],
+    )
     retriever = Retriever(client, COLL, encoder=None)  # type: ignore[arg-type]
     dense, sparse = retriever.shortlist(COLL, [1.0, 0.0], ([9], [1.0]), tenant_filter("t"), k=5)
     assert [p.id for p in dense] == [a, pid("t", "b", 0)]  # cosine order, tenant t only

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from streamrag.contracts import utcnow
 from streamrag.store import CollectionSpec, Point, VectorStore
@@ -55,7 +55,9 @@ class AliasSwitcher:
         """Every recorded switch and rollback, oldest first."""
         if not self.store.exists(self.history_collection):
             return []
-        return sorted((Switch(**pl) for _, pl in self.store.scroll(self.history_collection)), key=lambda s: s.seq)
+        return sorted(
+            (Switch(**pl) for _, pl in self.store.scroll(self.history_collection)), key=lambda s: s.seq
+        )
 
     def switch(self, target: str, reason: str = "") -> Switch:
         """Point the alias at ``target`` (an existing collection) atomically and record it."""

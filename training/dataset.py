@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-
 from streamrag.contracts import Groups, utcnow
 from streamrag.contracts import IndexSchema as S
 from streamrag.store import Match, VectorStore
@@ -110,7 +109,9 @@ def resolve_alias(store: VectorStore, alias: str) -> str:
     raise LookupError(f"no collection or alias named {alias!r}: has the pipeline indexed anything yet?")
 
 
-def scroll_chunks(store: VectorStore, collection: str, tenant: str | None = None, page: int = 1024) -> list[Chunk]:
+def scroll_chunks(
+    store: VectorStore, collection: str, tenant: str | None = None, page: int = 1024
+) -> list[Chunk]:
     """Every chunk point of ``collection`` (of one tenant when given), without vectors."""
     where = [Match.eq(S.TENANT, tenant)] if tenant is not None else []
     return [

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from streamrag.store import VectorStore
 from streamrag.contracts import Groups
 from streamrag.contracts import IndexSchema as S
+from streamrag.store import VectorStore
 from streams.runner import RunningPipeline, start_in_thread
 from streams.settings import PipelineSettings
 from training.aliases import AliasSwitcher, Switch

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
 from streamrag.contracts import IndexSchema as S
 from streamrag.contracts import sparse_encode
-from streamrag.store import Match, Nearest, Scored, SparseVector, VectorStore, Where
 from streamrag.sentence_model import freeze, id_batch, resolve_dtype
+from streamrag.store import Match, Nearest, Scored, SparseVector, VectorStore, Where
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from streamrag.store.records import (
+    PAYLOAD_ONLY,
     CollectionMissing,
     CollectionSpec,
     Match,
@@ -46,7 +47,6 @@ from streamrag.store.records import (
     Point,
     Scored,
     SparseVector,
-    PAYLOAD_ONLY,
     StoreError,
     Where,
     as_payload,
@@ -186,7 +186,9 @@ class EdgeStore:
         return name in self._shards or self._dir(name).is_dir()
 
     def collections(self) -> list[str]:
-        return sorted(p.name for p in self._collections_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self._collections_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -211,7 +213,9 @@ class EdgeStore:
     def point_alias(self, alias: str, target: str) -> None:
         with self._lock:
             if not self.exists(target):
-                raise CollectionMissing(f"cannot point alias {alias!r} at {target!r}: no such collection in {self.root}")
+                raise CollectionMissing(
+                    f"cannot point alias {alias!r} at {target!r}: no such collection in {self.root}"
+                )
             aliases = dict(self._read_aliases())
             aliases[alias] = target
             self._write_aliases(aliases)
@@ -253,7 +257,9 @@ class EdgeStore:
             self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
             self._last_write = time.monotonic()
 
-    def retrieve(self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> dict[str, Payload]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Payload]:
         if not ids:
             return {}
         records = self._shard(name).retrieve(list(ids), _with_payload(fields), False)
@@ -291,7 +297,10 @@ class EdgeStore:
                 for r in requests
             ]
         )
-        return [[Scored(str(p.id), float(p.score), as_payload(p.payload)) for p in found] for found in shard.query_batch(batch)]
+        return [
+            [Scored(str(p.id), float(p.score), as_payload(p.payload)) for p in found]
+            for found in shard.query_batch(batch)
+        ]
 
     # --- upkeep --------------------------------------------------------------------------------
 

@@ -126,6 +126,10 @@ class VectorStore(Protocol):
         """The collection ``alias`` points at (``None``: no such alias)."""
         ...
 
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the collection it points at."""
+        ...
+
     def point_alias(self, alias: str, target: str) -> None:
         """Create or repoint ``alias`` to ``target`` atomically: a reader resolves the old or the
         new collection, never neither."""
@@ -134,7 +138,9 @@ class VectorStore(Protocol):
     # --- points -------------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[Point]) -> None: ...
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
-    def retrieve(self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> dict[str, Payload]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Payload]:
         """Payloads (or ``fields`` of them) of the points among ``ids`` that exist."""
         ...
 
@@ -146,6 +152,10 @@ class VectorStore(Protocol):
 
     def search(self, name: str, requests: Sequence[Nearest]) -> list[list[Scored]]:
         """One answer per request, in order (a server gets them in one batch request)."""
+        ...
+
+    def flush(self) -> None:
+        """Make what was written durable on disk now (the embedded store; a server needs nothing)."""
         ...
 
     def close(self) -> None: ...

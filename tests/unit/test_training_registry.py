@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import models as qm
 
 from streamrag.config import QdrantSettings
 from streamrag.contracts import DriftEvent, utcnow
+from streamrag.store import CollectionSpec
 from training.aliases import AliasSwitcher
 from training.registry import ModelRegistry, RegistryError
 from training.settings import RegistryOptions, TrainingSettings
@@ -126,14 +127,13 @@ def test_promote_and_rollback_walk_the_production_history(registry: ModelRegistr
 
 
 @pytest.fixture
-def qdrant(tmp_path: Path) -> Any:
-    client = QdrantSettings(path=tmp_path / "q").client()
+def qdrant(tmp_path: Path) -> Iterator[Any]:
+    client = QdrantSettings(path=tmp_path / "q").store()
     for name in ("c__old", "c__new"):
-        client.create_collection(name, vectors_config=qm.VectorParams(size=2, distance=qm.Distance.COSINE))
-    client.update_collection_aliases(
-        [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="c__old", alias_name="c"))]
-    )
-    return client
+        client.ensure_collection(name, CollectionSpec(dense={"dense": 2}))
+    client.point_alias("c", "c__old")
+    yield client
+    client.close()
 
 
 def test_switch_and_rollback_repoint_the_alias_and_keep_a_history(qdrant: Any) -> None:
@@ -146,7 +146,7 @@ def test_switch_and_rollback_repoint_the_alias_and_keep_a_history(qdrant: Any) -
     with pytest.raises(LookupError, match="no switch"):
         switcher.rollback()
     assert [(s.seq, s.action) for s in switcher.history()] == [(1, "switch"), (2, "rollback")]
-    assert [a.alias_name for a in qdrant.get_aliases().aliases] == ["c"]  # never two, never none
+    assert list(qdrant.aliases()) == ["c"]  # never two, never none
 
 
 def test_switching_to_a_missing_collection_leaves_the_alias_alone(qdrant: Any) -> None:

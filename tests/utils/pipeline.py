@@ -54,7 +54,7 @@ def wait_caught_up(
 def pipeline_settings(
     topics: list[str],
     group: str,
-    qdrant_path: Path,
+    qdrant: Path | QdrantSettings,
     collection: str,
     dlq: str,
     features: str | None,
@@ -65,7 +65,9 @@ def pipeline_settings(
         source_topics=topics,
         cdc_topics=cdc_topics or [],
         group_id=group,
-        qdrant=QdrantSettings(path=qdrant_path, collection=collection),
+        qdrant=qdrant.model_copy(update={"collection": collection})
+        if isinstance(qdrant, QdrantSettings)
+        else QdrantSettings(path=qdrant, collection=collection),
         dead_letter_topic=dlq,
         features_topic=features,
         metrics_port=None,
