@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from streamrag.store import StoreUnavailable
 from streams import steps
 from streams.batch import Work
 from streams.clean import clean_text
@@ -34,6 +36,7 @@ from streams.settings import PipelineSettings
 from streams.validate import validate
 
 log = logging.getLogger("streamrag.streams")
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,7 +129,10 @@ class Runtime:
     def fence(self, work: Work) -> Work:
         if not work.events:
             return work
-        return steps.fence(work, self.store.latest(src.event.key for src in work.events))
+        keys = [src.event.key for src in work.events]
+        return steps.fence(
+            work, self.until_stored("read the version registry", lambda: self.store.latest(keys))
+        )
 
     def clean(self, work: Work) -> Work:
         return steps.clean(work, clean_text)
@@ -155,7 +161,23 @@ class Runtime:
         return done
 
     def write(self, work: Work) -> Work:
-        return replace(work, written_chunks=self.store.apply(list(work.docs)))
+        docs = list(work.docs)
+        return replace(work, written_chunks=self.until_stored("write chunks", lambda: self.store.apply(docs)))
+
+    def until_stored(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, retried while the vector store is unavailable (a server down or restarting):
+        the batch waits, nothing after it is committed, and every write is idempotent, so the
+        retry redoes whatever part of the batch had been applied. Stopping ends the wait."""
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except StoreUnavailable as exc:
+                self.metrics.store_retries.inc()
+                log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+                if self.stop.wait(delay):
+                    raise
+                delay = min(delay * 2, self.settings.store_retry_max_s)
 
     def emit_features(self, work: Work) -> Work:
         if self.features is not None:

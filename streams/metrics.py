@@ -30,6 +30,11 @@ class PipelineMetrics:
             registry=r,
         )
         self.tombstones = Counter("streamrag_pipeline_tombstones_total", "Tombstones skipped.", registry=r)
+        self.store_retries = Counter(
+            "streamrag_pipeline_store_retries_total",
+            "Store calls retried because the vector store was unavailable (the batch waited).",
+            registry=r,
+        )
         self.embed_batch_size = Histogram(
             "streamrag_pipeline_embed_batch_chunks",
             "Chunks per embedding call.",

@@ -28,6 +28,12 @@ class PipelineSettings(CommonSettings):
     # throughput or p99: bench/RESULTS.md, seventh session).
     max_batch_messages: int = Field(default=64, ge=1)
     max_wait_s: float = Field(default=0.1, gt=0)
+    store_retry_max_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest pause between retries while the vector store is unavailable (the "
+        "pipeline waits for it, committing nothing past the unwritten batch).",
+    )
     max_batch_bytes: int = Field(
         default=64 * 1024, ge=1, description="A batch closes at this many bytes of keys and values."
     )

@@ -85,3 +85,12 @@ def test_published_ports_match_the_local_defaults() -> None:
     assert f"{settings.kafka.bootstrap_servers.rsplit(':', 1)[1]}:9092" in SERVICES["kafka"]["ports"]
     assert f"{settings.postgres.port}:5432" in SERVICES["postgres"]["ports"]
     assert "6333:6333" in SERVICES["qdrant"]["ports"]
+
+
+def test_compose_runs_the_qdrant_version_the_tests_run() -> None:
+    from pathlib import Path
+
+    from stack.qdrant import VERSION
+
+    compose = (Path(__file__).parents[2] / "docker-compose.yml").read_text()
+    assert f"image: qdrant/qdrant:v{VERSION}" in compose
