@@ -57,7 +57,11 @@ def up(settings: StackSettings, log: Callable[[str], None] = print, kafka_only: 
         group = qdrant_server.start(
             settings.data_dir, settings.qdrant_base_port, settings.qdrant_nodes, settings.start_timeout_s, log
         )
-        extra = " STREAMRAG_QDRANT__REPLICATION_FACTOR=2" if len(group) > 1 else ""
+        extra = (
+            " STREAMRAG_QDRANT__REPLICATION_FACTOR=3 STREAMRAG_QDRANT__WRITE_CONSISTENCY_FACTOR=2"
+            if len(group) > 1
+            else ""
+        )
         log(f"qdrant     {len(group)} node(s) ready: export STREAMRAG_QDRANT_URL={group[0].url}{extra}")
     else:
         qdrant = settings.qdrant

@@ -83,7 +83,7 @@ def stack_up(kafka_only: bool, qdrant_mode: str | None) -> None:
       streamrag stack up --qdrant server    # ... and a Qdrant server
       export STREAMRAG_QDRANT_URL=http://127.0.0.1:16333
       streamrag stack up --qdrant cluster   # ... and a 3-node Qdrant cluster
-      export STREAMRAG_QDRANT_URL=http://127.0.0.1:16333 STREAMRAG_QDRANT__REPLICATION_FACTOR=2
+      export STREAMRAG_QDRANT_URL=http://127.0.0.1:16333 STREAMRAG_QDRANT__REPLICATION_FACTOR=3 STREAMRAG_QDRANT__WRITE_CONSISTENCY_FACTOR=2
     """
     from stack.errors import StackError
     from stack.manager import up

@@ -63,7 +63,9 @@ class QdrantSettings(BaseModel):
     collection: str = Field(default="streamrag", description="The alias the API reads.")
     timeout_s: float = Field(default=30.0, gt=0, description="Seconds a server request may take.")
     replication_factor: int = Field(
-        default=1, ge=1, description="Copies of each shard on a cluster (2 survives the loss of a node)."
+        default=1,
+        ge=1,
+        description="Copies of each shard on a cluster (3, with a write consistency of 2: an acknowledged write survives the loss of a node and writes go on).",
     )
     write_consistency_factor: int = Field(
         default=1, ge=1, description="Replicas that must apply a write before it is acknowledged."

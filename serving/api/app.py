@@ -29,6 +29,7 @@ def build_state(
     encoder: QueryEncoder | None = None,
     generator_url: str | None = None,
 ) -> ApiState:
+    owns_store = store is None
     store = store if store is not None else settings.qdrant.store()
     encoder = encoder or QueryEncoder(settings.embedding_model_path, dtype=settings.query_dtype)
     registry = CollectorRegistry()
@@ -37,6 +38,7 @@ def build_state(
     state = ApiState(
         settings=settings,
         store=store,
+        owns_store=owns_store,
         encoder=encoder,
         retriever=Retriever(
             store,

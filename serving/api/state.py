@@ -87,6 +87,8 @@ class ApiState:
     metrics: ApiMetrics
     queries: QueryLog | None
     extras: dict[str, Any] = field(default_factory=dict)
+    owns_store: bool = False
+    """``close`` closes the store too (it was opened for this state, not handed to it)."""
     _offsets: Any = field(default=None, repr=False)
     _offsets_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -127,6 +129,8 @@ class ApiState:
     def close(self) -> None:
         if self.queries is not None:
             self.queries.close()
+        if self.owns_store:
+            self.store.close()
         with self._offsets_lock:
             if self._offsets is not None:
                 self._offsets.close()

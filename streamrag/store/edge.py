@@ -99,8 +99,9 @@ class EdgeStore:
         except BlockingIOError:
             handle.close()
             raise StoreError(
-                f"the embedded Qdrant store at {self.root} is open in another process: one process "
-                "owns an embedded store. Stop the other process, or run a Qdrant server "
+                f"the embedded Qdrant store at {self.root} is already open (by another process, or "
+                "another store object in this one): one process owns an embedded store, and shares "
+                "one store object inside it. Stop the other process, or run a Qdrant server "
                 "(`streamrag stack up --qdrant server`) and set STREAMRAG_QDRANT_URL to share one "
                 "index between processes."
             ) from None

@@ -1,4 +1,5 @@
-"""A real 3-node Qdrant cluster, collections replicated twice: kill -9 one node during ingest and
+"""A real 3-node Qdrant cluster, each shard on all three (writes and reads at 2 replicas): kill -9
+one node during ingest and
 during queries. No acknowledged write is lost, nothing is duplicated or stale, queries keep
 answering, and the node rejoins and catches up."""
 
@@ -44,7 +45,7 @@ def test_kill_9_of_one_node_during_ingest_and_queries_loses_nothing(
     cluster = qdrant_cluster
     docs, dlq = topic_factory("docs", partitions=2), topic_factory("dlq", partitions=1)
     group, tenant = group_factory("pipe-cluster"), f"t{uuid.uuid4().hex[:6]}"
-    qdrant = QdrantSettings(url=cluster.url, replication_factor=2, write_consistency_factor=2, shard_number=3)
+    qdrant = QdrantSettings(url=cluster.url, replication_factor=3, write_consistency_factor=2, shard_number=3)
     settings = pipeline_settings(
         [docs], group, qdrant, "c", dlq, None, max_batch_messages=2, store_retry_max_s=0.5
     )

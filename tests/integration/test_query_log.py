@@ -24,9 +24,10 @@ def test_search_requests_are_published(
 
     topic = topic_factory("queries", partitions=1)
     qdrant = QdrantSettings(path=tmp_path / "q", collection="ql")
-    IndexStore(qdrant.store(), "ql", "minilm-l6-v2", 384, "m").ensure()
+    store = qdrant.store()
+    IndexStore(store, "ql", "minilm-l6-v2", 384, "m").ensure()
     settings = ApiSettings(qdrant=qdrant, queries_topic=topic, api_keys={"k": "acme"})
-    state = build_state(settings)
+    state = build_state(settings, store=store)
     with TestClient(create_app(settings, state)) as client:
         for q in ("first question", "second question"):
             assert client.post("/v1/search", json={"query": q}, headers={"X-API-Key": "k"}).status_code == 200
