@@ -71,6 +71,7 @@ class QdrantSettings(BaseModel):
         default=1, ge=1, description="Replicas that must apply a write before it is acknowledged."
     )
     shard_number: int | None = Field(default=None, ge=1, description="Shards per collection on a server.")
+    prefer_grpc: bool = Field(default=False, description="Talk to the server over gRPC (its HTTP port + 1).")
     index_min_points: int = Field(
         default=2_000,
         ge=1,
@@ -100,6 +101,7 @@ class QdrantSettings(BaseModel):
                 replication_factor=self.replication_factor,
                 write_consistency_factor=self.write_consistency_factor,
                 shard_number=self.shard_number,
+                prefer_grpc=self.prefer_grpc,
             )
         from streamrag.store.edge import EdgeStore
 

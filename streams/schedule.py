@@ -195,7 +195,12 @@ class EmbedQueue(StatefulBatchLogic[Work, Work, None]):
     def _settle(self, plan: list[tuple[EmbedJob, int]]) -> list[EmbedJob]:
         """After ``plan`` was embedded: its finished jobs (in plan order), dropped from the queue."""
         done = [job for job, _ in plan if not job.remaining]
-        self._jobs = [job for job in self._jobs if job.remaining]
+        # Only the plan's own jobs leave the queue: a batch with nothing to embed (all fenced, or
+        # deletes only) that arrived while this slice was in flight has no chunks left either, but
+        # it was not in the plan; dropped here it was never written or committed, and every later
+        # batch of its partition waited behind it in the commit order until the process ended.
+        finished = {id(job) for job in done}
+        self._jobs = [job for job in self._jobs if id(job) not in finished]
         return done
 
     def _collect(self, plan: list[tuple[EmbedJob, int]]) -> list[Work]:

@@ -294,6 +294,7 @@ class EdgeStore:
                     filter=_filter(r.where),
                     with_payload=_with_payload(r.fields),
                     with_vector=False,
+                    params=qe.SearchParams(hnsw_ef=r.ef, exact=r.exact) if r.ef or r.exact else None,
                 )
                 for r in requests
             ]

@@ -76,6 +76,9 @@ class Nearest:
     limit: int
     where: Where = ()
     fields: Sequence[str] | None = None
+    #: HNSW beam width for this search (``None``: the engine's default); ``exact`` scans instead
+    ef: int | None = None
+    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)

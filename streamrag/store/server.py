@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import grpc
 import httpx
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -60,6 +61,8 @@ class ServerStore:
         write_consistency_factor: int = 1,
         shard_number: int | None = None,
         write_ordering: str = "medium",  # strong stops a shard's writes while its fixed leader is down
+        prefer_grpc: bool = False,
+        grpc_port: int | None = None,
     ) -> None:
         self.location = url
         self.ordering = qm.WriteOrdering(write_ordering)
@@ -90,6 +93,22 @@ class ServerStore:
                 ) from exc
             raise StoreError(
                 f"{what}: {where}{self.location} refused the request ({exc.status_code}: {detail})"
+            ) from exc
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise CollectionMissing(
+                    f"{what}: {where}the Qdrant server at {self.location} has no such collection or alias "
+                    f"({exc.details() if hasattr(exc, 'details') else exc})"
+                ) from exc
+            if code in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.ALREADY_EXISTS,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
+                raise StoreError(f"{what}: {where}{self.location} refused the request ({exc})") from exc
+            raise StoreUnavailable(
+                f"{what}: cannot reach the Qdrant server at {self.location} over gRPC ({code}); is it running?"
             ) from exc
         except (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError) as exc:
             raise StoreUnavailable(
@@ -290,6 +309,7 @@ class ServerStore:
                 limit=r.limit,
                 with_payload=_with_payload(r.fields),
                 with_vector=False,
+                params=qm.SearchParams(hnsw_ef=r.ef, exact=r.exact) if r.ef or r.exact else None,
             )
             for r in requests
         ]
@@ -308,6 +328,13 @@ class ServerStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _grpc_port(url: str) -> int:
+    """Qdrant's convention: gRPC on the HTTP port + 1 (6333 -> 6334)."""
+    from urllib.parse import urlparse
+
+    return (urlparse(url).port or 6333) + 1
 
 
 def _vector(v: Sequence[float] | SparseVector) -> Any:

@@ -445,6 +445,23 @@ def test_batches_without_chunks_finish_without_a_model_call_in_the_background() 
     assert seqs(out) == [1] and discard and log == ["write 1"]
 
 
+def test_a_batch_without_chunks_that_arrives_while_a_slice_is_in_flight_is_not_lost() -> None:
+    # All-fenced batches (or deletes only) behind a batch being embedded: each must still be
+    # finished, or its partition's later batches wait for it in the commit order for ever.
+    log: list[str] = []
+    ex = Recorded(log)
+    q = background_queue(CountingEmbedder(), ex, 4, log)
+    empty = [replace(batch(seq, 1), docs=()) for seq in (1, 2)]
+    out, _ = q.on_batch([batch(0, 3)])
+    assert out == [] and log == ["submit"]
+    out, _ = q.on_batch(empty)  # the slice of batch 0 is still in the model
+    assert out == []
+    out = seqs(out + drain(q, ex))
+    if q.notify_at() is not None:  # the empties may need one more turn once nothing is in flight
+        out += seqs(q.on_notify()[0])
+    assert sorted(out) == [0, 1, 2] and q.notify_at() is None  # the commit step restores the order
+
+
 def test_a_slice_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         queue(CountingEmbedder(), slice_chunks=1)
