@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -62,3 +64,31 @@ def run_cmd(
     settings = PipelineSettings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
     run(settings, process_id=process_id, addresses=addresses.split(";") if addresses else None)
+    if until_idle is not None:
+        _exit_unless_caught_up(settings)
+
+
+def _exit_unless_caught_up(settings: Any, grace_s: float = 15.0) -> None:
+    """``--until-idle`` promises lag 0 on every source partition at exit 0: check it (a cluster's
+    peers may commit their last batch a moment later, hence the grace), else exit 3."""
+    import time
+
+    from streamrag.progress import group_progress
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        progress = group_progress(settings.kafka.librdkafka(), settings.group_id, settings.source_topics)
+        if progress.caught_up:
+            return
+        if time.monotonic() > deadline:
+            behind = {
+                p: end - max(progress.committed[p], progress.start[p]) for p, end in progress.end.items()
+            }
+            click.secho(
+                f"error: stopped idle but group {settings.group_id} is not caught up: lag "
+                f"{ {p: n for p, n in behind.items() if n} }; run it again to continue",
+                fg="red",
+                err=True,
+            )
+            raise SystemExit(3)
+        time.sleep(0.5)
