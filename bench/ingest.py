@@ -52,6 +52,16 @@ from streams.runner import start_in_thread
 from streams.settings import PipelineSettings
 from streams.steps import document_text
 
+#: the Qdrant server P writes to (``--qdrant-url``); None: the embedded store in a fresh folder
+QDRANT_URL: str | None = None
+
+
+def bench_qdrant(tmp: Path) -> QdrantSettings:
+    """A fresh collection for one P round: on the server, or in a new embedded folder."""
+    if QDRANT_URL:
+        return QdrantSettings(url=QDRANT_URL, collection=f"bench{uuid.uuid4().hex[:8]}")
+    return QdrantSettings(path=tmp / f"q{uuid.uuid4().hex[:6]}", collection="bench")
+
 
 def cpu_times() -> list[int]:
     """The machine's cumulative CPU times in jiffies (/proc/stat: user ... steal); [] elsewhere."""
@@ -250,7 +260,12 @@ def main() -> int:
         help="bracketed E/P rounds; the median is reported (single rounds on a shared VM range +-15%%)",
     )
     ap.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
+    ap.add_argument(
+        "--qdrant-url", default=None, help="write to this Qdrant server (default: the embedded Qdrant Edge)"
+    )
     args = ap.parse_args()
+    global QDRANT_URL
+    QDRANT_URL = args.qdrant_url
 
     settings = PipelineSettings(
         embed_batch_size=args.batch_size,
@@ -419,7 +434,7 @@ def run_through_kafka(
             "source_topics": [topic],
             "cdc_topics": [],
             "group_id": group,
-            "qdrant": QdrantSettings(path=tmp / "q", collection="bench"),
+            "qdrant": bench_qdrant(tmp),
             "features_topic": None,
         }
     )
@@ -506,7 +521,7 @@ def run_from_memory(
     tmp = Path(tempfile.mkdtemp(prefix="streamrag-bench-mem-"))
     ps = settings.model_copy(
         update={
-            "qdrant": QdrantSettings(path=tmp / "q", collection="bench"),
+            "qdrant": bench_qdrant(tmp),
             "features_topic": None,
             "cdc_topics": [],
         }

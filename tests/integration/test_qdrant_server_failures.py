@@ -97,22 +97,22 @@ def test_api_answers_503_while_the_server_is_down_and_recovers(
 ) -> None:
     from serving.api.app import build_state, create_app
     from serving.settings import ApiSettings
+    from streamrag.contracts import IndexSchema as S
     from streamrag.store import CollectionSpec
 
     server = qdrant_private_server
     qdrant = QdrantSettings(url=server.url, collection=f"a{uuid.uuid4().hex[:6]}")
     store = qdrant.store()
-    store.ensure_collection(
-        f"{qdrant.collection}__x", CollectionSpec(dense={"dense": 384}, sparse=["sparse"])
-    )
-    store.point_alias(qdrant.collection, f"{qdrant.collection}__x")
     settings = ApiSettings(qdrant=qdrant, api_keys={"k": "t"}, queries_topic=None, llm_port=1)
+    physical = S.collection_for(qdrant.collection, settings.embedding_model_version)
+    store.ensure_collection(physical, CollectionSpec(dense={"dense": 384}, sparse=["sparse"]))
+    store.point_alias(qdrant.collection, physical)
     state = build_state(settings, store=store)
     state.extras.pop("lag_monitor", None)
     headers = {"X-API-Key": "k"}
     with TestClient(create_app(settings, state), raise_server_exceptions=False) as api:
         ok = api.post("/v1/search", json={"query": "how do I reset it?", "k": 3}, headers=headers)
-        assert ok.status_code == 200 and ok.json()["hits"] == []
+        assert ok.status_code == 200 and ok.json()["results"] == []
         server.kill()
         down = api.post("/v1/search", json={"query": "how do I reset it?", "k": 3}, headers=headers)
         assert down.status_code == 503, down.text
