@@ -101,27 +101,35 @@ def wait_server_indexed(store: ServerStore, name: str, timeout_s: float = 3600) 
 
     t = time.perf_counter()
     deadline = time.monotonic() + timeout_s
-    settled = 0
+    settled, last = 0, -1
     while time.monotonic() < deadline:
         info = httpx.get(f"{store.location}/collections/{name}", timeout=10).json()["result"]
-        # Segments below the indexing threshold (~10 MB of vectors) stay unindexed by design.
-        big = info["points_count"] * DIM * 4 > 20_000 * 1024
-        indexed = not big or (info.get("indexed_vectors_count") or 0) >= 0.9 * info["points_count"]
-        settled = settled + 1 if info["status"] == "green" and indexed else 0
-        if settled >= 3:  # green three polls in a row: the optimizer has nothing left to do
+        # Done when the optimizer is idle (green) and the indexed count has stopped moving: segments
+        # below the indexing threshold stay unindexed (searched exactly) by design.
+        indexed = int(info.get("indexed_vectors_count") or 0)
+        settled = settled + 1 if info["status"] == "green" and indexed == last else 0
+        last = indexed
+        if settled >= 6:
             return time.perf_counter() - t
-        time.sleep(0.3)
+        time.sleep(0.5)
     raise TimeoutError("the server did not finish indexing")
 
 
 def run_queries(
-    store: Any, name: str, q: np.ndarray, truth: list[np.ndarray], ef: int | None
+    store: Any,
+    name: str,
+    q: np.ndarray,
+    truth: list[np.ndarray],
+    ef: int | None,
+    filtered: bool = True,
+    exact: bool = False,
+    acorn: bool = False,
 ) -> dict[str, float]:
     keys = ids(max(int(t.max()) for t in truth) + 1)
     lat, recall = [], []
     for j, vec in enumerate(q):
-        tenant = j % TENANTS
-        req = Nearest(vec.tolist(), "dense", 10, [Match.eq("tenant", f"t{tenant}")], (), ef=ef)
+        where = [Match.eq("tenant", f"t{j % TENANTS}")] if filtered else []
+        req = Nearest(vec.tolist(), "dense", 10, where, (), ef=ef, exact=exact, acorn=acorn)
         t = time.perf_counter()
         (found,) = store.search(name, [req])
         lat.append(time.perf_counter() - t)
@@ -206,6 +214,19 @@ def main() -> None:
                 else:
                     index_s = wait_server_indexed(servers["server"], name)
                 print(f"  {engine}: upsert {upsert_s:.1f} s, index {index_s:.1f} s")
+                if engine == "edge":
+                    info = store._shard(name).info()
+                    print(
+                        f"  edge shard: {info.segments_count} segments, {info.indexed_vectors_count:,} of {info.points_count:,} indexed"
+                    )
+                plain = [np.argsort(-(x @ v))[:10] for v in q[:50]]
+                probe = store if engine == "edge" else servers["server"]
+                r0 = run_queries(probe, name, q[:50], plain, None, filtered=False)
+                r1 = run_queries(probe, name, q[:50], truth[:50], None, exact=True)
+                print(
+                    f"  {engine}: unfiltered recall@10 {r0['recall']:.3f} (p50 {r0['p50_ms']:.2f} ms); filtered exact=True recall {r1['recall']:.3f} (p50 {r1['p50_ms']:.2f} ms)"
+                )
+                row[f"{engine}_unfiltered_recall"] = r0["recall"]
                 row[f"{engine}_upsert_s"], row[f"{engine}_index_s"] = upsert_s, index_s
                 clients = (
                     {"edge": store}
@@ -214,9 +235,9 @@ def main() -> None:
                 )
                 for label, client in clients.items():
                     run_queries(client, name, q[:20], truth[:20], None)  # warm-up
-                    for ef in efs:
-                        r = run_queries(client, name, q, truth, ef)
-                        tag = f"{label}_ef{ef or 'default'}"
+                    for ef, acorn in [(ef, a) for a in (False, True) for ef in efs]:
+                        r = run_queries(client, name, q, truth, ef, acorn=acorn)
+                        tag = f"{label}_ef{ef or 'default'}{'_acorn' if acorn else ''}"
                         row.update({f"{tag}_{k}": v for k, v in r.items()})
                         print(
                             f"  {tag}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, recall@10 {r['recall']:.3f}; "

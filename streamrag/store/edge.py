@@ -294,7 +294,7 @@ class EdgeStore:
                     filter=_filter(r.where),
                     with_payload=_with_payload(r.fields),
                     with_vector=False,
-                    params=qe.SearchParams(hnsw_ef=r.ef, exact=r.exact) if r.ef or r.exact else None,
+                    params=_params(r),
                 )
                 for r in requests
             ]
@@ -369,6 +369,13 @@ def _vector(v: Sequence[float] | SparseVector) -> Any:
 
 def _point(p: Point) -> Any:
     return qe.Point(p.id, {name: _vector(v) for name, v in p.vectors.items()}, p.payload)
+
+
+def _params(r: Nearest) -> Any:
+    if not (r.ef or r.exact or r.acorn):
+        return None
+    acorn = qe.AcornSearchParams(enable=True) if r.acorn else None
+    return qe.SearchParams(hnsw_ef=r.ef, exact=r.exact, acorn=acorn)
 
 
 def _with_payload(fields: Sequence[str] | None) -> Any:

@@ -79,6 +79,9 @@ class Nearest:
     #: HNSW beam width for this search (``None``: the engine's default); ``exact`` scans instead
     ef: int | None = None
     exact: bool = False
+    #: filtered HNSW search that also walks two-hop neighbours (Qdrant's ACORN), for filters
+    #: that pass a minority of points
+    acorn: bool = False
 
 
 @dataclass(frozen=True, slots=True)

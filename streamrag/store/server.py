@@ -309,7 +309,7 @@ class ServerStore:
                 limit=r.limit,
                 with_payload=_with_payload(r.fields),
                 with_vector=False,
-                params=qm.SearchParams(hnsw_ef=r.ef, exact=r.exact) if r.ef or r.exact else None,
+                params=_params(r),
             )
             for r in requests
         ]
@@ -341,6 +341,13 @@ def _vector(v: Sequence[float] | SparseVector) -> Any:
     if isinstance(v, SparseVector):
         return qm.SparseVector(indices=list(v.indices), values=list(v.values))
     return list(v)
+
+
+def _params(r: Nearest) -> Any:
+    if not (r.ef or r.exact or r.acorn):
+        return None
+    acorn = qm.AcornSearchParams(enable=True) if r.acorn else None
+    return qm.SearchParams(hnsw_ef=r.ef, exact=r.exact, acorn=acorn)
 
 
 def _with_payload(fields: Sequence[str] | None) -> Any:
