@@ -130,3 +130,21 @@ def test_dense_and_sparse_candidates_come_back_in_one_batch_filtered_by_tenant(c
     assert [p.id for p in dense] == [a, pid("t", "b", 0)]  # cosine order, tenant t only
     assert [p.id for p in sparse] == [pid("t", "b", 0)]  # the only point of t with term 9
     assert dense[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_dense_candidates_are_searched_with_acorn_unless_turned_off() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.requests: list[Any] = []
+
+        def search(self, name: str, requests: list[Any]) -> list[list[Any]]:
+            self.requests += requests
+            return [[] for _ in requests]
+
+    for acorn in (True, False):
+        store = Recorder()
+        Retriever(store, COLL, encoder=None, acorn=acorn).shortlist(  # type: ignore[arg-type]
+            COLL, [1.0, 0.0], ([3], [1.0]), tenant_filter("t"), k=5
+        )
+        dense, sparse = store.requests
+        assert (dense.using, dense.acorn, sparse.using, sparse.acorn) == (S.DENSE, acorn, S.SPARSE, False)

@@ -46,6 +46,7 @@ def build_state(
             encoder,
             settings.candidates,
             reranker=build_reranker(settings.reranker_path, encoder.model),
+            acorn=settings.qdrant.acorn,
         ),
         generator=Generator(url, token),
         registry=registry,

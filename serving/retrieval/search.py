@@ -183,8 +183,10 @@ class Retriever:
         encoder: QueryEncoder,
         candidates: int = 40,
         reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
+        acorn: bool = True,
     ) -> None:
         self.store = store
+        self.acorn = acorn
         self.collection = collection
         self.encoder = encoder
         self.candidates = candidates
@@ -271,7 +273,7 @@ class Retriever:
         in one batch request."""
         n = max(self.candidates, k * 4)
         idx, vals = sparse
-        queries = [Nearest(dense, S.DENSE, n, flt, RANK_FIELDS)]
+        queries = [Nearest(dense, S.DENSE, n, flt, RANK_FIELDS, acorn=self.acorn)]
         if idx and hybrid_weight < 1:
             queries.append(Nearest(SparseVector(idx, vals), S.SPARSE, n, flt, RANK_FIELDS))
         found = self.store.search(collection, queries)
