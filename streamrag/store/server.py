@@ -155,21 +155,13 @@ class ServerStore:
                 f"collection {name!r} on {self.location} has dense vectors {dims}, this model needs {want}: "
                 "re-index into a new collection (`streamrag train reindex`) or drop it to rebuild it from Kafka"
             )
-        for key in spec.keyword_indexes:
+        indexes = [(k, qm.PayloadSchemaType.KEYWORD) for k in spec.keyword_indexes]
+        indexes += [(k, qm.PayloadSchemaType.INTEGER) for k in spec.integer_indexes]
+        for key, schema in indexes:  # creating an index that exists is a no-op
             self._call(
                 "payload index",
                 name,
-                lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
-                    name, k, qm.PayloadSchemaType.KEYWORD, wait=True
-                ),
-            )
-        for key in spec.integer_indexes:
-            self._call(
-                "payload index",
-                name,
-                lambda k=key: self.client.create_payload_index(  # type: ignore[misc]
-                    name, k, qm.PayloadSchemaType.INTEGER, wait=True
-                ),
+                lambda k=key, t=schema: self.client.create_payload_index(name, k, t, wait=True),  # type: ignore[misc]
             )
 
     def _create(self, name: str, spec: CollectionSpec) -> None:
