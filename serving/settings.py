@@ -83,5 +83,5 @@ class ApiSettings(CommonSettings):
     run_pipeline: bool | None = Field(
         default=None,
         description="Run the feature pipeline in this process. Default: yes with embedded Qdrant "
-        "(local mode allows one process per folder), no with a Qdrant server.",
+        "(the embedded store is owned by one process), no with a Qdrant server.",
     )

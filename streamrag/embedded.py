@@ -1,6 +1,6 @@
 """The all-in-one local mode: API, feature pipeline and LLM server in one process.
 
-Embedded Qdrant (qdrant-client local mode) can be opened by one process only, so on a laptop the
+The embedded Qdrant (Qdrant Edge) store is owned by one process, so on a laptop the
 API hosts the pipeline in a thread with the same client. With a Qdrant server
 (``STREAMRAG_QDRANT_URL``) every pipeline runs as its own process instead (docker-compose).
 This module composes the pipelines; none of them imports it.

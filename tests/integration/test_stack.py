@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,10 @@ pytestmark = pytest.mark.stack
 
 def test_stack_is_up_and_reports_every_component(stack: Any) -> None:
     rows = {s.name: s for s in status(stack)}
-    assert set(rows) == {"kafka", "postgres", "connect", "debezium", "qdrant"}
+    local_qdrant = {
+        name for name in rows if re.fullmatch(r"qdrant\d", name)
+    }  # `stack up --qdrant server|cluster`
+    assert set(rows) - local_qdrant == {"kafka", "postgres", "connect", "debezium", "qdrant"}
     assert all(s.healthy for s in rows.values()), rows
     assert rows["kafka"].address == stack.kafka.bootstrap_servers
 
@@ -104,3 +109,25 @@ def test_broker_restart_loses_no_committed_message(stack: Any, topic_factory: An
     assert sorted(got) == sorted(sent)
     # The connector recovers too (other tests rely on it).
     up(stack, log=lambda _m: None)
+
+
+def test_a_local_qdrant_server_starts_reports_ready_and_stops(tmp_path: Path) -> None:
+    from stack import qdrant
+
+    if not qdrant.available():
+        pytest.skip(qdrant.HOW_TO_GET)
+    from tests.conftest import _free_base_port
+
+    base = _free_base_port()
+    (node,) = qdrant.start(tmp_path, base, 1, log=lambda _m: None)
+    try:
+        assert node.ready() and [n.index for n in qdrant.running(tmp_path, base, 1)] == [0]
+        import httpx
+
+        assert httpx.get(f"{node.url}/").json()["version"] == qdrant.VERSION
+        again: list[str] = []
+        qdrant.start(tmp_path, base, 1, log=again.append)  # idempotent
+        assert any("already running" in line for line in again), again
+    finally:
+        assert qdrant.stop(tmp_path, base, 1) == [True]
+    assert qdrant.running(tmp_path, base, 1) == [] and not node.ready()
