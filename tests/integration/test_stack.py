@@ -131,3 +131,23 @@ def test_a_local_qdrant_server_starts_reports_ready_and_stops(tmp_path: Path) ->
     finally:
         assert qdrant.stop(tmp_path, base, 1) == [True]
     assert qdrant.running(tmp_path, base, 1) == [] and not node.ready()
+
+
+def test_a_local_qdrant_cluster_forms_with_three_peers_and_stops(tmp_path: Path) -> None:
+    from stack import qdrant
+
+    if not qdrant.available():
+        pytest.skip(qdrant.HOW_TO_GET)
+    from tests.conftest import _port_free
+
+    base = next(
+        b
+        for b in range(36333, 60000, 97)
+        if all(_port_free(b + 10 * i + d) for i in range(3) for d in range(3))
+    )
+    nodes = qdrant.start(tmp_path, base, 3, log=lambda _m: None)
+    try:
+        assert all(n.ready() for n in nodes)
+        assert qdrant._peers(nodes[0]) == 3  # node 0 bootstrapped, 1 and 2 joined it
+    finally:
+        assert qdrant.stop(tmp_path, base, 3) == [True, True, True]
