@@ -6,7 +6,6 @@ answering, and the node rejoins and catches up."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -18,15 +17,9 @@ from streamrag.config import QdrantSettings
 from streams.clean import clean_text
 from tests.utils.builders import document_event
 from tests.utils.pipeline import expected_points, group_progress, pipeline_settings, start_harness
+from tests.utils.wait import wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-
-def _wait(cond: Any, what: str, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
-        time.sleep(0.2)
 
 
 def _replicas_active(url: str, collection: str) -> bool:
@@ -67,7 +60,9 @@ def test_kill_9_of_one_node_during_ingest_and_queries_loses_nothing(
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
             pub.publish_many(events[:15])
-        _wait(lambda: group_progress(conf, group, [docs])[0] > 0, "a first committed batch")
+        wait_until(
+            lambda: group_progress(conf, group, [docs])[0] > 0, "a first committed batch", timeout_s=180
+        )
         cluster.kill(2)  # during ingest
         with Publisher(stack.kafka, topic=docs) as pub:
             pub.publish_many(events[15:])
@@ -85,12 +80,16 @@ def test_kill_9_of_one_node_during_ingest_and_queries_loses_nothing(
 
         prober = threading.Thread(target=query, daemon=True)
         prober.start()
-        _wait(lambda: answered[0] >= 3, "queries with one node down")
+        wait_until(lambda: answered[0] >= 3, "queries with one node down", timeout_s=180)
         cluster.start(2)  # rejoins
-        _wait(lambda: _replicas_active(cluster.url, collection), "the rejoined node's replicas to be Active")
+        wait_until(
+            lambda: _replicas_active(cluster.url, collection),
+            "the rejoined node's replicas to be Active",
+            timeout_s=180,
+        )
         before = answered[0]
         cluster.kill(1)  # during queries
-        _wait(lambda: answered[0] >= before + 10, "queries after a second node loss")
+        wait_until(lambda: answered[0] >= before + 10, "queries after a second node loss", timeout_s=180)
         stop.set()
         prober.join(30)
         assert errors == []

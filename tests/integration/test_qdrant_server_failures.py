@@ -7,7 +7,6 @@ the server is down, ``/readyz`` names the failing check, and both recover withou
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,9 @@ from streamrag.config import QdrantSettings
 from streams.clean import clean_text
 from tests.utils.builders import document_event
 from tests.utils.pipeline import expected_points, group_progress, pipeline_settings, start_harness
+from tests.utils.wait import wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-
-
-def _wait(cond: Any, what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +63,15 @@ def test_pipeline_waits_for_a_killed_server_commits_nothing_unwritten_and_ends_e
     try:
         with Publisher(stack.kafka, topic=docs) as pub:
             pub.publish_many(events[:20])
-        _wait(lambda: group_progress(conf, group, [docs])[0] > 0, "a first committed batch")
+        wait_until(lambda: group_progress(conf, group, [docs])[0] > 0, "a first committed batch")
         server.kill()
         with Publisher(stack.kafka, topic=docs) as pub:
             pub.publish_many(events[20:])  # arrives while the store is down
         retries = harness.running.runtime.metrics.store_retries
-        _wait(lambda: retries._value.get() >= 1, "the pipeline to retry against the dead server")
+        wait_until(lambda: retries._value.get() >= 1, "the pipeline to retry against the dead server")
         held = group_progress(conf, group, [docs])[0]
         seen = retries._value.get()
-        _wait(lambda: retries._value.get() >= seen + 3, "three more retries")
+        wait_until(lambda: retries._value.get() >= seen + 3, "three more retries")
         done, end = group_progress(conf, group, [docs])
         assert done == held < end, (held, done, end)  # nothing committed while nothing was written
         assert harness.running.alive()
@@ -121,7 +114,7 @@ def test_api_answers_503_while_the_server_is_down_and_recovers(
         assert ready.status_code == 503 and ready.json()["checks"]["qdrant"] is False
         assert server.url in ready.json()["detail"]["qdrant"]
         server.start(0)
-        _wait(
+        wait_until(
             lambda: (
                 api.post("/v1/search", json={"query": "reset", "k": 3}, headers=headers).status_code == 200
             ),
