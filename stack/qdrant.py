@@ -144,6 +144,11 @@ class Node:
             return False
 
 
+def ports_span(count: int) -> int:
+    """How many consecutive ports ``count`` nodes take from the base port."""
+    return 10 * (count - 1) + 3
+
+
 def nodes(data_dir: Path, base_port: int, count: int) -> list[Node]:
     return [
         Node(
@@ -190,8 +195,8 @@ def start(
     return group
 
 
-def stop(data_dir: Path, base_port: int, count: int = 3) -> list[bool]:
-    return [n.managed.stop() for n in nodes(data_dir, base_port, count)]
+def stop(data_dir: Path, base_port: int, count: int = 3, timeout_s: float = 30.0) -> list[bool]:
+    return [n.managed.stop(timeout_s) for n in nodes(data_dir, base_port, count)]
 
 
 def running(data_dir: Path, base_port: int, count: int = 3) -> list[Node]:

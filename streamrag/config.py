@@ -91,9 +91,6 @@ class QdrantSettings(BaseModel):
     def resolved_path(self) -> Path:
         return self.path or project_root() / ".data" / "qdrant"
 
-    def describe(self) -> str:
-        return self.url or str(self.resolved_path())
-
     def store(self) -> Any:
         """A :class:`streamrag.store.VectorStore`: a server's when ``url`` is set, else the embedded
         store in ``path``, which one process owns (open it once and share it inside the process)."""

@@ -143,27 +143,6 @@ def consumer_factory(kafka_conf: dict[str, Any]) -> Iterator[Callable[..., Any]]
 # --- Qdrant: the embedded engine (Edge) and a real server ---------------------------------------
 
 
-def _free_base_port() -> int:
-    """An HTTP port whose +1 (gRPC) and +2 (peer) are free too."""
-    from tests.utils.net import free_port
-
-    while True:
-        base = free_port()
-        if base < 60000 and all(_port_free(base + d) for d in (1, 2)):
-            return base
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def _require_qdrant_binary() -> None:
     from stack import qdrant
 
@@ -172,24 +151,16 @@ def _require_qdrant_binary() -> None:
 
 
 class QdrantNodes:
-    """Real Qdrant processes of one test or session: start, kill -9, restart, stop."""
+    """Real Qdrant processes of one test or session, laid out and started by the stack's own code
+    (:mod:`stack.qdrant`) on free ports under ``root``: start, kill -9, restart, stop."""
 
     def __init__(self, root: Any, count: int) -> None:
         from stack import qdrant
+        from tests.utils.net import free_port_block
 
-        self.binary = qdrant.ensure_binary(log=lambda _m: None)
-        base = _free_base_port()
-        self.nodes = [
-            qdrant.Node(
-                i,
-                base + 10 * i if i == 0 else _free_base_port(),
-                root / f"node{i}",
-                root / "run",
-                root / "logs",
-            )
-            for i in range(count)
-        ]
-        self.cluster = count > 1
+        self.root, self.count = root, count
+        self.base = free_port_block(qdrant.ports_span(count))
+        self.nodes = qdrant.nodes(root, self.base, count)
 
     @property
     def url(self) -> str:
@@ -198,18 +169,10 @@ class QdrantNodes:
     def start(self, i: int | None = None, timeout_s: float = 60.0) -> None:
         from stack import qdrant
 
-        for node in self.nodes if i is None else [self.nodes[i]]:
-            # A node that restarts rejoins through its stored peer state; the first start bootstraps.
-            qdrant.start_node(node, self.binary, self.cluster, self.nodes[0], timeout_s)
-        if i is None and self.cluster:
-            from stack.process import wait_until
-
-            wait_until(
-                lambda: qdrant._peers(self.nodes[0]) >= len(self.nodes),
-                "cluster peers",
-                timeout_s,
-                every_s=0.3,
-            )
+        if i is None:
+            qdrant.start(self.root, self.base, self.count, timeout_s, log=lambda _m: None)
+        else:  # a restarted node rejoins through its stored peer state
+            qdrant.start_node(self.nodes[i], qdrant.ensure_binary(), self.count > 1, self.nodes[0], timeout_s)
 
     def kill(self, i: int = 0) -> None:
         import signal
@@ -224,38 +187,41 @@ class QdrantNodes:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.managed.stop(timeout_s=10)
+        from stack import qdrant
+
+        qdrant.stop(self.root, self.base, self.count, timeout_s=10)
+
+
+@contextlib.contextmanager
+def _running_nodes(root: Any, count: int) -> Iterator[QdrantNodes]:
+    _require_qdrant_binary()
+    nodes = QdrantNodes(root, count)
+    nodes.start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 @pytest.fixture(scope="session")
 def qdrant_server(tmp_path_factory: Any) -> Iterator[QdrantNodes]:
     """One real Qdrant server node for the session (collections are uuid-named per test)."""
-    _require_qdrant_binary()
-    nodes = QdrantNodes(tmp_path_factory.mktemp("qdrant-server"), 1)
-    nodes.start()
-    yield nodes
-    nodes.stop()
+    with _running_nodes(tmp_path_factory.mktemp("qdrant-server"), 1) as nodes:
+        yield nodes
 
 
 @pytest.fixture
 def qdrant_private_server(tmp_path: Any) -> Iterator[QdrantNodes]:
     """A real Qdrant server of this test alone (it may kill and restart it)."""
-    _require_qdrant_binary()
-    nodes = QdrantNodes(tmp_path / "qdrant", 1)
-    nodes.start()
-    yield nodes
-    nodes.stop()
+    with _running_nodes(tmp_path / "qdrant", 1) as nodes:
+        yield nodes
 
 
 @pytest.fixture
 def qdrant_cluster(tmp_path: Any) -> Iterator[QdrantNodes]:
     """A real 3-node Qdrant cluster of this test alone."""
-    _require_qdrant_binary()
-    nodes = QdrantNodes(tmp_path / "qdrant-cluster", 3)
-    nodes.start()
-    yield nodes
-    nodes.stop()
+    with _running_nodes(tmp_path / "qdrant-cluster", 3) as nodes:
+        yield nodes
 
 
 @pytest.fixture(params=["edge", "server"])

@@ -334,10 +334,6 @@ class EdgeStore:
                 except Exception as exc:  # a dropped collection, a closing store: try again later
                     log.warning("embedded Qdrant: optimizing %s failed: %s", name, exc)
 
-    def flush(self) -> None:
-        for shard in list(self._shards.values()):
-            shard.flush()
-
     def close(self) -> None:
         self._closed.set()
         if self._maintainer is not None and self._maintainer is not threading.current_thread():

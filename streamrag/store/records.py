@@ -160,10 +160,6 @@ class VectorStore(Protocol):
         """One answer per request, in order (a server gets them in one batch request)."""
         ...
 
-    def flush(self) -> None:
-        """Make what was written durable on disk now (the embedded store; a server needs nothing)."""
-        ...
-
     def close(self) -> None: ...
 
 

@@ -308,9 +308,6 @@ class ServerStore:
         answers = self._call("search", name, lambda: self.client.query_batch_points(name, requests=batch))
         return [[Scored(str(p.id), float(p.score), as_payload(p.payload)) for p in a.points] for a in answers]
 
-    def flush(self) -> None:
-        """Nothing to do: every write already waited for the server."""
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.client.close()

@@ -116,9 +116,9 @@ def test_a_local_qdrant_server_starts_reports_ready_and_stops(tmp_path: Path) ->
 
     if not qdrant.available():
         pytest.skip(qdrant.HOW_TO_GET)
-    from tests.conftest import _free_base_port
+    from tests.utils.net import free_port_block
 
-    base = _free_base_port()
+    base = free_port_block(qdrant.ports_span(1))
     (node,) = qdrant.start(tmp_path, base, 1, log=lambda _m: None)
     try:
         assert node.ready() and [n.index for n in qdrant.running(tmp_path, base, 1)] == [0]
@@ -138,13 +138,9 @@ def test_a_local_qdrant_cluster_forms_with_three_peers_and_stops(tmp_path: Path)
 
     if not qdrant.available():
         pytest.skip(qdrant.HOW_TO_GET)
-    from tests.conftest import _port_free
+    from tests.utils.net import free_port_block
 
-    base = next(
-        b
-        for b in range(36333, 60000, 97)
-        if all(_port_free(b + 10 * i + d) for i in range(3) for d in range(3))
-    )
+    base = free_port_block(qdrant.ports_span(3))
     nodes = qdrant.start(tmp_path, base, 3, log=lambda _m: None)
     try:
         assert all(n.ready() for n in nodes)
