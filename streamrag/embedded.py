@@ -85,12 +85,16 @@ def serve_in_thread(
 
 
 def start_llm(port: int) -> Any:
-    from serving.llm.server import create_app
+    """Start the embedded generator (``streamrag llm serve``) as a child process and wait for it."""
+    from serving.llm.process import LLMProcess
     from serving.llm.settings import LLMServerSettings
 
     settings = LLMServerSettings(port=port)
-    log.info("loading the embedded generator on 127.0.0.1:%d ...", port)
-    return serve_in_thread(create_app(settings), "127.0.0.1", port, "streamrag-llm")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log.info("starting the generator (llama.cpp, %s) on 127.0.0.1:%d ...", settings.model_alias, port)
+    proc = LLMProcess(port, log_path=settings.data_dir / "llm-server.log")
+    proc.wait_ready()
+    return proc
 
 
 def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> int:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.api.routers import documents, health, retrieval
 from serving.api.state import ApiMetrics, ApiState, QueryLog
-from serving.generation.client import Generator
+from serving.generation.client import Decoding, Generator, GeneratorUnavailable
 from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
@@ -48,7 +48,7 @@ def build_state(
             reranker=build_reranker(settings.reranker_path, encoder.model),
             acorn=settings.qdrant.acorn,
         ),
-        generator=Generator(url, token),
+        generator=Generator(url, token, decoding=Decoding(frequency_penalty=settings.frequency_penalty)),
         registry=registry,
         metrics=ApiMetrics(registry),
         queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic)
@@ -111,6 +111,12 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
             st.metrics.errors.labels("store_unavailable").inc()
         log.warning("vector store: %s", exc)
         return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
+
+    @app.exception_handler(GeneratorUnavailable)
+    async def generator_down(_request: Request, exc: GeneratorUnavailable) -> JSONResponse:
+        # Query rewriting needs the generator too; retrieval without it stays available on /v1/search.
+        log.warning("generator: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "5"})
 
     return app
 

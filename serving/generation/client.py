@@ -1,49 +1,100 @@
 """The generator is a separate service reached through ``huggingface_hub``'s inference client.
 
-Text Generation Inference, any OpenAI-compatible server (vLLM, ...) or the embedded
-``streamrag llm serve`` all speak the chat-completions protocol used here, so the API never
-loads an LLM itself and the generator scales on its own.
+Text Generation Inference, vLLM, llama.cpp's server (the embedded ``streamrag llm serve``) all
+speak the chat-completions protocol used here, so the API never loads an LLM itself and the
+generator scales on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError
+
+# Where a small model drifts past its answer it starts a new turn or a new "Question:"; stop there.
+STOP_SEQUENCES = ("<|im_end|>", "<|endoftext|>", "\nQuestion:", "\nDocuments:")
+
+
+class GeneratorUnavailable(RuntimeError):
+    """The generator could not be reached or refused the request; the API answers 503 with the message."""
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Greedy decoding with a repetition guard; see ``ApiSettings`` for each field's meaning."""
+
+    frequency_penalty: float = 0.3
+    presence_penalty: float = 0.0
+    stop: tuple[str, ...] = STOP_SEQUENCES
 
 
 class Generator:
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout_s: float = 300.0,
+        decoding: Decoding | None = None,
+    ) -> None:
         from serving.llm.client import allow_self_hosted_inference
 
-        allow_self_hosted_inference()  # HF_HUB_OFFLINE would otherwise refuse even a local TGI
+        allow_self_hosted_inference()  # HF_HUB_OFFLINE would otherwise refuse even a local server
         self.base_url = base_url.rstrip("/")
+        self.decoding = decoding or Decoding()
         self.client = AsyncInferenceClient(base_url=self.base_url, token=token, timeout=timeout_s)
 
+    def _params(self, max_new_tokens: int) -> dict[str, Any]:
+        d = self.decoding
+        return {
+            "max_tokens": max_new_tokens,
+            "temperature": 0.0,
+            "frequency_penalty": d.frequency_penalty,
+            "presence_penalty": d.presence_penalty,
+            "stop": list(d.stop),
+        }
+
     async def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> AsyncIterator[str]:
-        """Yield the answer's text pieces as the model produces them (greedy, deterministic)."""
-        stream: Any = await self.client.chat_completion(
-            messages, max_tokens=max_new_tokens, stream=True, temperature=0.0
-        )
-        async for chunk in stream:
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta.content
-            if delta:
-                yield delta
+        """Yield the answer's text pieces as the model produces them (greedy, deterministic).
+
+        Raises :class:`GeneratorUnavailable` when the server cannot be reached or refuses the request
+        before the first piece; a failure after it propagates as is (the reply has begun).
+        """
+        try:
+            stream: Any = await self.client.chat_completion(
+                messages, stream=True, **self._params(max_new_tokens)
+            )
+        except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
+            raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
+        try:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta.content
+                if delta:
+                    yield delta
+        finally:
+            # Closing the response tells the server the client is gone, so it frees its slot.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
 
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        out: Any = await self.client.chat_completion(
-            messages, max_tokens=max_new_tokens, stream=False, temperature=0.0
-        )
+        try:
+            out: Any = await self.client.chat_completion(
+                messages, stream=False, **self._params(max_new_tokens)
+            )
+        except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
+            raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
         return str(out.choices[0].message.content or "")
 
     async def healthy(self) -> bool:
+        """Whether ``/health`` answers 200 (TGI, vLLM and ``streamrag llm serve`` all serve it)."""
         try:
-            import httpx
-
             async with httpx.AsyncClient(timeout=3) as http:
                 return (await http.get(f"{self.base_url}/health")).status_code == 200
-        except Exception:
+        except httpx.HTTPError:
             return False

@@ -1,4 +1,4 @@
-"""Measuring a running TGI-compatible server: time to first token and tokens per second under concurrency.
+"""Measuring a running chat-completions server (llama.cpp, TGI, vLLM): time to first token and tokens per second under concurrency.
 
 Requests go through ``huggingface_hub.InferenceClient`` streaming, as the project's clients do, so the
 numbers include HTTP and SSE overhead. Times are seconds of wall clock on the client.
@@ -6,17 +6,42 @@ numbers include HTTP and SSE overhead. Times are seconds of wall clock on the cl
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from huggingface_hub import InferenceClient
 
 from serving.llm.client import allow_self_hosted_inference
 
-# Greedy SmolLM2 continues this prompt for hundreds of tokens, so every request generates max_new_tokens.
-DEFAULT_PROMPT = "Once upon a time"
+
+# A RAG-sized request (about 660 tokens with the chat template): the first Debian FAQ sections as the
+# context, a question and an instruction to write at length, so that requests reach max_new_tokens.
+# Each request gets other sections (``offset``), so no request reuses another's prompt beyond the shared
+# system message, as in RAG where every question retrieves its own context.
+def rag_messages(offset: int = 0, target_chars: int = 2400) -> list[dict[str, str]]:
+    """System + user messages of about 660 tokens built from real Debian FAQ text."""
+    from serving.eval.corpus import build_corpus
+
+    docs = build_corpus(max_docs=None, sources=("debian-faq",)).documents
+    context = ""
+    for doc in docs[offset % len(docs) :]:
+        context += f"{doc.title}\n{doc.body}\n\n"
+        if len(context) >= target_chars:
+            break
+    return [
+        {"role": "system", "content": "You answer questions about Debian using the documents given."},
+        {
+            "role": "user",
+            "content": f"Documents:\n{context[:target_chars]}\n\nExplain in detail what these documents say.",
+        },
+    ]
+
+
+_OFFSETS = itertools.count(0, 7)
 
 
 @dataclass(frozen=True)
@@ -57,33 +82,39 @@ class BenchRound:
         )
 
 
-def _one(client: InferenceClient, prompt: str, max_new_tokens: int) -> RequestTiming:
+def _one(client: InferenceClient, messages: list[dict[str, str]], max_new_tokens: int) -> RequestTiming:
     start = time.perf_counter()
     first: float | None = None
     tokens = 0
-    for _ in client.text_generation(prompt, max_new_tokens=max_new_tokens, stream=True, details=True):
+    stream: Any = client.chat_completion(messages, max_tokens=max_new_tokens, stream=True, temperature=0.0)
+    for chunk in stream:
+        if not chunk.choices or not chunk.choices[0].delta.content:
+            continue
         first = first if first is not None else time.perf_counter()
-        tokens += 1
+        tokens += 1  # llama.cpp's server sends one chunk per token
     end = time.perf_counter()
     return RequestTiming(ttft_s=(first or end) - start, total_s=end - start, tokens=tokens)
 
 
 def bench_round(
-    base_url: str, concurrency: int, max_new_tokens: int, prompt: str = DEFAULT_PROMPT
+    base_url: str, concurrency: int, max_new_tokens: int, messages: list[dict[str, str]] | None = None
 ) -> BenchRound:
     """Send ``concurrency`` identical streamed requests at once and time each of them."""
     allow_self_hosted_inference()
+    fixed = messages
     client = InferenceClient(base_url=base_url, timeout=600)
     results: list[RequestTiming] = []
     errors: list[BaseException] = []
 
-    def run() -> None:
+    prompts = [fixed or rag_messages(next(_OFFSETS)) for _ in range(concurrency)]
+
+    def run(messages: list[dict[str, str]]) -> None:
         try:
-            results.append(_one(client, prompt, max_new_tokens))
+            results.append(_one(client, messages, max_new_tokens))
         except BaseException as exc:  # reported after the round
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    threads = [threading.Thread(target=run, args=(m,)) for m in prompts]
     start = time.perf_counter()
     for t in threads:
         t.start()

@@ -23,6 +23,7 @@ from serving.api.models import (
     SearchResponse,
 )
 from serving.api.state import ApiState
+from serving.generation.client import GeneratorUnavailable
 from serving.generation.prompt import DONT_KNOW, build_prompt
 from serving.retrieval.expansion import expand, self_query
 from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse
@@ -187,15 +188,28 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
     max_new = min(req.max_new_tokens or s.max_new_tokens, s.max_new_tokens_limit)
     timings = dict(result.timings_ms)
 
+    # The first piece is awaited here, before any byte of the reply is sent, so that a generator that
+    # is down is a 503 with its message rather than a stream that starts and fails.
+    gen_start = time.perf_counter()
+    first_piece = DONT_KNOW
+    stream: AsyncIterator[str] | None = None
+    if prompt.used:
+        stream = state.generator.stream(prompt.messages, max_new)
+        try:
+            first_piece = await anext(stream, "")
+        except GeneratorUnavailable as exc:
+            state.metrics.errors.labels("generation").inc()
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
     async def pieces() -> AsyncIterator[str]:
-        if not prompt.used:
-            yield DONT_KNOW
-            return
-        async for piece in state.generator.stream(prompt.messages, max_new):
-            yield piece
+        if first_piece:
+            yield first_piece
+        if stream is not None:
+            async for piece in stream:
+                yield piece
 
     if not req.stream:
-        start = time.perf_counter()
+        start = gen_start
         text = "".join([p async for p in pieces()])
         timings["generate_ms"] = (time.perf_counter() - start) * 1000
         dont_know = not prompt.used
@@ -210,7 +224,7 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
         )
 
     async def events() -> AsyncIterator[bytes]:
-        start = time.perf_counter()
+        start = gen_start
         first: float | None = None
         parts: list[str] = []
         try:
