@@ -157,10 +157,13 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
         queries = [q for q in corpus.queries if q.relevant_doc_ids[0] in {d.doc_id for d in docs}]
         q = question or (queries[0].text if queries else "What is Debian?")
         echo(f"== 5/5 asking: {q}")
+        if question is None and queries:
+            echo(f"   expected source: {queries[0].relevant_doc_ids[0].replace('/', ':')}")
+        echo("   answer: ", end="")
         with httpx.stream(
             "POST",
             f"{base}/v1/answer",
-            json={"query": q, "k": 4, "max_new_tokens": 96},
+            json={"query": q, "k": 4},
             headers=headers,
             timeout=600,
         ) as resp:

@@ -19,7 +19,7 @@ LOOP_THRESHOLD = 0.3
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _DONT_KNOW = re.compile(
-    r"\b(i don't know|i do not know|i don’t know|not (?:mentioned|provided|stated) in the documents)\b"
+    r"\b(i don't know|i do not know|i don\u2019t know|not (?:mentioned|provided|stated) in the documents)\b"
 )
 
 

@@ -9,7 +9,6 @@ measure answer support and context precision (judge-free, :mod:`serving.eval.met
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import time
@@ -21,11 +20,9 @@ from typing import Any
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from serving.eval.corpus import build_corpus
-from serving.eval.metrics import answer_support, context_precision
 from serving.eval.runner import evaluate_retrieval, format_report
 from serving.retrieval.rerank import ParentEmbeddingReranker
 from serving.retrieval.search import QueryEncoder, Retriever
-from serving.settings import ApiSettings
 from streamrag.config import QdrantSettings
 from streamrag.contracts import DocumentEvent, Op, utcnow
 
@@ -68,10 +65,48 @@ def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = p
     return client
 
 
-def run_eval(max_docs: int = 400, ks: Sequence[int] = (1, 5, 10), answers: int = 0, echo: Any = print) -> int:
+def withhold(corpus: Any, n: int) -> tuple[set[str], list[Any]]:
+    """Pick ``n`` Debian FAQ questions whose only answer document no other question needs.
+
+    Those documents are left out of the index, so the questions become unanswerable from it: the
+    honest reply is "I don't know". Returns the withheld document ids and their questions.
+    """
+    needed: dict[str, int] = {}
+    for q in corpus.queries:
+        for d in q.relevant_doc_ids:
+            needed[d] = needed.get(d, 0) + 1
+    picked = [
+        q for q in reversed(corpus.queries)
+        if q.source == "debian-faq" and len(q.relevant_doc_ids) == 1 and needed[q.relevant_doc_ids[0]] == 1
+    ][:n]  # fmt: skip
+    return {q.relevant_doc_ids[0] for q in picked}, picked
+
+
+def run_eval(
+    max_docs: int = 400,
+    ks: Sequence[int] = (1, 5, 10),
+    answers: int = 0,
+    unanswerable: int = 10,
+    echo: Any = print,
+    retrieval: bool = True,
+) -> int:
+    from serving.eval.schema import Corpus
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     corpus = build_corpus(max_docs=max_docs)
-    echo(f"corpus: {len(corpus.documents)} documents, {len(corpus.queries)} queries (Debian FAQ + man pages)")
+    withheld_docs, withheld = withhold(corpus, unanswerable) if answers > 0 else (set(), [])
+    corpus = Corpus(
+        [d for d in corpus.documents if d.doc_id not in withheld_docs],
+        [q for q in corpus.queries if q not in withheld],
+    )
+    echo(
+        f"corpus: {len(corpus.documents)} documents, {len(corpus.queries)} queries (Debian FAQ + man pages)"
+        + (
+            f"; {len(withheld)} questions made unanswerable by withholding their documents"
+            if withheld
+            else ""
+        )
+    )
     qdrant = QdrantSettings(path=Path(tempfile.mkdtemp(prefix="streamrag-eval-")) / "q", collection="eval")
     client = index_corpus(corpus.documents, qdrant, echo)
     encoder = QueryEncoder()
@@ -94,47 +129,14 @@ def run_eval(max_docs: int = 400, ks: Sequence[int] = (1, 5, 10), answers: int =
         "hybrid (weighted)": variant(0.5, fusion="weighted"),
         "hybrid + rerank": variant(0.5, rerank=True),
     }
-    reports = {}
-    for name, fn in variants.items():
-        reports[name] = evaluate_retrieval(corpus, fn, ks)
-        echo(f"  evaluated {name}")
-    echo(format_report(reports))
+    if retrieval:
+        reports = {}
+        for name, fn in variants.items():
+            reports[name] = evaluate_retrieval(corpus, fn, ks)
+            echo(f"  evaluated {name}")
+        echo(format_report(reports))
     if answers > 0:
-        _answer_metrics(corpus, retriever, answers, original, echo)
+        from serving.eval.answer_run import answer_report
+
+        echo(answer_report(corpus, retriever, answers, withheld, original, echo))
     return 0
-
-
-def _answer_metrics(corpus: Any, retriever: Retriever, n: int, original: dict[str, str], echo: Any) -> None:
-    """Answer support and context precision on ``n`` questions, with the configured generator."""
-    from serving.generation.client import Generator
-    from serving.generation.prompt import build_prompt
-    from streamrag.embedded import start_llm
-
-    settings = ApiSettings()
-    server = None if settings.tgi_url else start_llm(settings.llm_port)
-    tok = retriever.encoder.tokenizer
-
-    def count(text: str) -> int:
-        return len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    async def answer_all() -> tuple[list[float], list[float]]:
-        # One event loop for all answers: the async client's connections belong to it.
-        generator = Generator(settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}")
-        supports, precisions = [], []
-        for q in corpus.queries[:n]:
-            hits = retriever.search(q.text, TENANT, 4).hits
-            prompt = build_prompt(q.text, hits, count, 1200)
-            answer = await generator.complete(prompt.messages, 96)
-            supports.append(answer_support(answer, [h.parent_text for h in prompt.used]).score)
-            used = [original.get(h.doc_id, h.doc_id) for h in prompt.used]
-            precisions.append(context_precision(used, q.relevant_doc_ids))
-        return supports, precisions
-
-    try:
-        supports, precisions = asyncio.run(answer_all())
-    finally:
-        if server is not None:
-            server.should_exit = True
-    echo(
-        f"answers on {n} questions: answer support {sum(supports) / n:.3f}, context precision {sum(precisions) / n:.3f}"
-    )

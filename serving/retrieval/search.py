@@ -213,7 +213,9 @@ class Retriever:
     def resolve(self) -> tuple[str, QueryEncoder]:
         """(physical collection, its query encoder) for the alias now."""
         if not self._default_version:
-            return self.collection, self.encoder
+            # One encoder for every collection, but the alias is still followed (as the pipeline
+            # writes to "<alias>__<version>" and points the alias at it).
+            return self.physical_collection(), self.encoder
         physical = self.physical_collection()
         version = physical.rpartition("__")[2] if "__" in physical else self._default_version
         encoder = self._encoders.get(version)

@@ -197,6 +197,38 @@ def test_nothing_relevant_means_dont_know(api: dict[str, Any]) -> None:
     assert "don't know" in resp.json()["answer"]
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_generator_down_is_a_503_on_answer_while_search_keeps_working(
+    api: dict[str, Any], stream: bool
+) -> None:
+    from serving.generation.client import Generator
+
+    doc = f"gendown-{uuid.uuid4().hex[:8]}"
+    version = upsert_row(
+        api["dsn"], TENANT, doc, "Ferries", "The ferry to Vashon leaves every forty minutes."
+    )
+    fresh = {"doc_id": doc, "min_version": version, "timeout_s": 60}
+    state = api["state"]
+    running = state.generator
+    state.generator = Generator(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    try:
+        body = {"query": "How often does the ferry to Vashon leave?", "stream": stream, "freshness": fresh}
+        answer = httpx.post(f"{api['url']}/v1/answer", json=body, headers={"X-API-Key": "key-a"}, timeout=120)
+        search = httpx.post(
+            f"{api['url']}/v1/search",
+            json={"query": body["query"], "freshness": fresh, "k": 3},
+            headers={"X-API-Key": "key-a"},
+            timeout=120,
+        )
+    finally:
+        state.generator = running
+
+    assert answer.status_code == 503, answer.text
+    assert "generator" in answer.json()["detail"] and "unavailable" in answer.json()["detail"]
+    assert search.status_code == 200, search.text
+    assert search.json()["hits"][0]["doc_id"] == doc
+
+
 def test_tenancy_and_auth(api: dict[str, Any]) -> None:
     url, dsn = api["url"], api["dsn"]
     v = upsert_row(dsn, TENANT, "secret", "Internal memo", "The launch code word is marmalade.")
