@@ -45,7 +45,7 @@ class AnswerReport:
         no = [o for o in self.outcomes if not o.answerable]
         ttft = [o.ttft_s for o in self.outcomes if o.ttft_s is not None]
         rate = [o.tokens_per_s for o in self.outcomes if o.tokens_per_s]
-        return "\\n".join(
+        return "\n".join(
             [
                 f"answers: {len(ok)} answerable, {len(no)} unanswerable questions",
                 f"  loop rate            {self._mean([float(o.looped) for o in ok]):.3f}",
