@@ -325,7 +325,7 @@ def main() -> int:
     api.terminate()
     api.wait(30)
     if llm is not None:
-        llm.should_exit = True
+        llm.stop()
     if args.record:
         res = {
             "docs": len(corpus.documents),

@@ -67,7 +67,7 @@ def serve(
     run_llm = with_llm if with_llm is not None else settings.tgi_url is None
     embedded = Embedded()
     if run_llm:
-        embedded.servers.append(start_llm(settings.llm_port))
+        embedded.processes.append(start_llm(settings.llm_port))
     client = settings.qdrant.store()
     if run_pipeline:
         embedded.pipeline = start_pipeline(client)

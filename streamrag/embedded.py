@@ -9,9 +9,11 @@ This module composes the pipelines; none of them imports it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("streamrag.embedded")
@@ -23,6 +25,9 @@ class Embedded:
 
     pipeline: Any = None
     servers: list[Any] = field(default_factory=list)
+    """uvicorn servers in threads of this process."""
+    processes: list[Any] = field(default_factory=list)
+    """Child processes (:class:`stack.process.Managed`), e.g. the LLM server."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -30,6 +35,8 @@ class Embedded:
         self.stop_event.set()
         for server in reversed(self.servers):
             server.should_exit = True
+        for proc in reversed(self.processes):
+            proc.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         for thread in self.threads:
@@ -64,36 +71,54 @@ def start_training(embedded: Embedded, store: Any) -> None:
         embedded.threads.append(thread)
 
 
+def _answers_200(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def serve_in_thread(
     app: Any, host: str, port: int, name: str, ready_path: str = "/health", timeout_s: float = 180.0
 ) -> Any:
     """Run a uvicorn server in a daemon thread and wait until ``ready_path`` answers 200."""
-    import httpx
     import uvicorn
+
+    from stack.process import wait_until
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threading.Thread(target=server.run, name=name, daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{host}:{port}{ready_path}", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{name} did not become ready on {host}:{port} within {timeout_s:.0f}s")
+    wait_until(
+        lambda: _answers_200(f"http://{host}:{port}{ready_path}"), f"{name} on {host}:{port}", timeout_s
+    )
+    return server
 
 
-def start_llm(port: int) -> Any:
-    """Start the embedded generator (``streamrag llm serve``) as a child process and wait for it."""
-    from serving.llm.process import LLMProcess
+def start_llm(port: int, run_dir: Path | None = None, timeout_s: float = 180.0) -> Any:
+    """Start the generator (``streamrag llm serve``) as a child process on 127.0.0.1:``port``.
+
+    Returns its :class:`stack.process.Managed` (``stop()`` ends it) once ``/health`` answers; its pid
+    and log files are ``llm-<port>.pid/.log`` under ``run_dir`` (default: the data dir). A child,
+    not a thread, so a crash or a slow load of the model never takes the API down with it.
+    """
     from serving.llm.settings import LLMServerSettings
+    from stack.process import Managed, wait_until
 
     settings = LLMServerSettings(port=port)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_dir or settings.data_dir
+    proc = Managed(f"the LLM server on :{port}", run_dir / f"llm-{port}.pid", run_dir / f"llm-{port}.log")
     log.info("starting the generator (llama.cpp, %s) on 127.0.0.1:%d ...", settings.model_alias, port)
-    proc = LLMProcess(port, log_path=settings.data_dir / "llm-server.log")
-    proc.wait_ready()
+    proc.start(
+        [sys.executable, "-m", "serving.llm.cli", "serve"],
+        env={"STREAMRAG_LLM_PORT": str(port), "STREAMRAG_LLM_HOST": "127.0.0.1"},
+    )
+    try:
+        wait_until(lambda: _answers_200(f"http://127.0.0.1:{port}/health"), "its /health", timeout_s, proc)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -137,7 +162,7 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
     embedded = Embedded()
     try:
         if settings.tgi_url is None:
-            embedded.servers.append(start_llm(settings.llm_port))
+            embedded.processes.append(start_llm(settings.llm_port))
         client = settings.qdrant.store()
         embedded.pipeline = start_pipeline(client)
         state = build_state(settings, store=client)

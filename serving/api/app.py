@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.api.routers import documents, health, retrieval
 from serving.api.state import ApiMetrics, ApiState, QueryLog
-from serving.generation.client import Decoding, Generator, GeneratorUnavailable
+from serving.generation.client import Generator, GeneratorUnavailable
 from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
@@ -33,8 +33,6 @@ def build_state(
     store = store if store is not None else settings.qdrant.store()
     encoder = encoder or QueryEncoder(settings.embedding_model_path, dtype=settings.query_dtype)
     registry = CollectorRegistry()
-    url = generator_url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}"
-    token = settings.tgi_token.get_secret_value() if settings.tgi_token else None
     state = ApiState(
         settings=settings,
         store=store,
@@ -48,7 +46,7 @@ def build_state(
             reranker=build_reranker(settings.reranker_path, encoder.model),
             acorn=settings.qdrant.acorn,
         ),
-        generator=Generator(url, token, decoding=Decoding(frequency_penalty=settings.frequency_penalty)),
+        generator=Generator.from_settings(settings, generator_url),
         registry=registry,
         metrics=ApiMetrics(registry),
         queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import HfHubHTTPError
+
+if TYPE_CHECKING:
+    from serving.settings import ApiSettings
 
 # Where a small model drifts past its answer it starts a new turn or a new "Question:"; stop there.
 STOP_SEQUENCES = ("<|im_end|>", "<|endoftext|>", "\nQuestion:", "\nDocuments:")
@@ -47,15 +50,30 @@ class Generator:
         self.decoding = decoding or Decoding()
         self.client = AsyncInferenceClient(base_url=self.base_url, token=token, timeout=timeout_s)
 
-    def _params(self, max_new_tokens: int) -> dict[str, Any]:
+    @classmethod
+    def from_settings(cls, settings: ApiSettings, url: str | None = None) -> Generator:
+        """The generator ``settings`` name: ``url``, else ``tgi_url``, else the embedded server's port."""
+        token = settings.tgi_token.get_secret_value() if settings.tgi_token else None
+        return cls(
+            url or settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}",
+            token,
+            decoding=Decoding(frequency_penalty=settings.frequency_penalty),
+        )
+
+    async def _chat(self, messages: list[dict[str, str]], max_new_tokens: int, stream: bool) -> Any:
         d = self.decoding
-        return {
-            "max_tokens": max_new_tokens,
-            "temperature": 0.0,
-            "frequency_penalty": d.frequency_penalty,
-            "presence_penalty": d.presence_penalty,
-            "stop": list(d.stop),
-        }
+        try:
+            return await self.client.chat_completion(
+                messages,
+                stream=stream,
+                max_tokens=max_new_tokens,
+                temperature=0.0,
+                frequency_penalty=d.frequency_penalty,
+                presence_penalty=d.presence_penalty,
+                stop=list(d.stop),
+            )
+        except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
+            raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
 
     async def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> AsyncIterator[str]:
         """Yield the answer's text pieces as the model produces them (greedy, deterministic).
@@ -63,12 +81,7 @@ class Generator:
         Raises :class:`GeneratorUnavailable` when the server cannot be reached or refuses the request
         before the first piece; a failure after it propagates as is (the reply has begun).
         """
-        try:
-            stream: Any = await self.client.chat_completion(
-                messages, stream=True, **self._params(max_new_tokens)
-            )
-        except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
-            raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
+        stream = await self._chat(messages, max_new_tokens, stream=True)
         try:
             async for chunk in stream:
                 if not chunk.choices:
@@ -83,12 +96,7 @@ class Generator:
                 await close()
 
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        try:
-            out: Any = await self.client.chat_completion(
-                messages, stream=False, **self._params(max_new_tokens)
-            )
-        except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
-            raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
+        out = await self._chat(messages, max_new_tokens, stream=False)
         return str(out.choices[0].message.content or "")
 
     async def healthy(self) -> bool:

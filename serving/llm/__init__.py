@@ -5,7 +5,6 @@ Modules, one job each:
 - :mod:`~serving.llm.weights`: the packaged models; join their pieces once into the cache, checked
 - :mod:`~serving.llm.settings`: model, context, threads, port (``STREAMRAG_LLM_*``)
 - :mod:`~serving.llm.server`: configure llama-cpp-python's own server app, plus ``/health``
-- :mod:`~serving.llm.process`: run it as a child process and wait until it answers
 - :mod:`~serving.llm.client`: let huggingface_hub's clients reach a local server in offline mode
 - :mod:`~serving.llm.bench`, :mod:`~serving.llm.cli`: ``streamrag llm serve`` and ``streamrag llm bench``
 

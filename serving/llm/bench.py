@@ -6,6 +6,7 @@ numbers include HTTP and SSE overhead. Times are seconds of wall clock on the cl
 
 from __future__ import annotations
 
+import functools
 import itertools
 import statistics
 import threading
@@ -20,13 +21,19 @@ from serving.llm.client import allow_self_hosted_inference
 
 # A RAG-sized request (about 660 tokens with the chat template): the first Debian FAQ sections as the
 # context, a question and an instruction to write at length, so that requests reach max_new_tokens.
+@functools.cache
+def _faq_sections() -> list[Any]:
+    """The Debian FAQ's sections, parsed once per process (every request's prompt is cut from them)."""
+    from serving.eval.corpus import build_corpus
+
+    return build_corpus(max_docs=None, sources=("debian-faq",)).documents
+
+
 # Each request gets other sections (``offset``), so no request reuses another's prompt beyond the shared
 # system message, as in RAG where every question retrieves its own context.
 def rag_messages(offset: int = 0, target_chars: int = 2400) -> list[dict[str, str]]:
     """System + user messages of about 660 tokens built from real Debian FAQ text."""
-    from serving.eval.corpus import build_corpus
-
-    docs = build_corpus(max_docs=None, sources=("debian-faq",)).documents
+    docs = _faq_sections()
     context = ""
     for doc in docs[offset % len(docs) :]:
         context += f"{doc.title}\n{doc.body}\n\n"

@@ -91,6 +91,10 @@ class QueryEncoder:
         out = np.asarray(vec[0], dtype=np.float32)
         return [float(x) for x in out / max(float(np.linalg.norm(out)), 1e-12)]  # bf16: renormalise
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the embedder's tokenizer (the unit of the prompt budget)."""
+        return len(self._token_ids(text))
+
     def _token_ids(self, text: str) -> list[int]:
         """Every token of ``text``, without special tokens (the sparse vector's, and the model's input)."""
         ids: list[int] = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
@@ -362,6 +366,11 @@ class _Versioned(Protocol):
 
 
 V = TypeVar("V", bound=_Versioned)
+
+
+def relevant(hits: list[Hit], min_score: float) -> list[Hit]:
+    """The hits whose dense cosine reaches ``min_score``: what an answer may be grounded on."""
+    return [h for h in hits if h.dense_score is not None and h.dense_score >= min_score]
 
 
 def dedupe_latest(hits: list[V], per_doc: int = 1) -> list[V]:

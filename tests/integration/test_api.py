@@ -58,7 +58,7 @@ def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     llm_port, api_port = free_port(), free_port()
     embedded = Embedded()
     try:
-        embedded.servers.append(start_llm(llm_port))
+        embedded.processes.append(start_llm(llm_port, run_dir=tmp))
         client = qdrant.store()
         pipe = PipelineSettings(
             source_topics=[Topics.CDC_DOCUMENTS],
@@ -226,7 +226,7 @@ def test_generator_down_is_a_503_on_answer_while_search_keeps_working(
     assert answer.status_code == 503, answer.text
     assert "generator" in answer.json()["detail"] and "unavailable" in answer.json()["detail"]
     assert search.status_code == 200, search.text
-    assert search.json()["hits"][0]["doc_id"] == doc
+    assert search.json()["results"][0]["doc_id"] == doc
 
 
 def test_tenancy_and_auth(api: dict[str, Any]) -> None:

@@ -17,8 +17,8 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from serving.llm.client import allow_self_hosted_inference
-from serving.llm.process import LLMProcess
 from serving.llm.weights import MODELS, WeightsNotAvailableError, ensure_weights, piece_paths
+from streamrag.embedded import start_llm
 from tests.utils.net import free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -29,19 +29,20 @@ QUESTION = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMProcess]:
-    proc = LLMProcess(free_port(), log_path=tmp_path_factory.mktemp("llm") / "llm.log")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a real `streamrag llm serve` child process."""
+    port = free_port()
+    proc = start_llm(port, run_dir=tmp_path_factory.mktemp("llm"))
     try:
-        proc.wait_ready()
-        yield proc
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.stop()
 
 
 @pytest.fixture(scope="module")
-def client(server: LLMProcess) -> InferenceClient:
+def client(server: str) -> InferenceClient:
     allow_self_hosted_inference()
-    return InferenceClient(base_url=server.url, timeout=300)
+    return InferenceClient(base_url=server, timeout=300)
 
 
 def test_the_packaged_weights_join_into_the_official_file(tmp_path: Path) -> None:
@@ -72,9 +73,9 @@ def test_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
         ensure_weights("gpt-17", tmp_path)
 
 
-def test_health_and_models_name_the_served_model(server: LLMProcess) -> None:
-    health = httpx.get(f"{server.url}/health", timeout=10).json()
-    models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
+def test_health_and_models_name_the_served_model(server: str) -> None:
+    health = httpx.get(f"{server}/health", timeout=10).json()
+    models = httpx.get(f"{server}/v1/models", timeout=10).json()
 
     assert health["status"] == "ok"
     assert [m["id"] for m in models["data"]] == [MODELS["qwen2.5-coder-0.5b"].model_id]
@@ -104,7 +105,7 @@ def test_a_stop_sequence_ends_the_reply(client: InferenceClient) -> None:
     assert cut.choices[0].finish_reason == "stop"
 
 
-def test_a_client_that_disconnects_frees_the_slot(server: LLMProcess, client: InferenceClient) -> None:
+def test_a_client_that_disconnects_frees_the_slot(server: str, client: InferenceClient) -> None:
     # A long generation (1,000 tokens: about a minute here) abandoned after its first tokens must not
     # hold the server: the next request is answered long before the abandoned one could have ended.
     long = {"messages": [{"role": "user", "content": "Write a very long story."}], "max_tokens": 1000}
@@ -112,7 +113,7 @@ def test_a_client_that_disconnects_frees_the_slot(server: LLMProcess, client: In
 
     def abandon() -> None:
         with httpx.stream(
-            "POST", f"{server.url}/v1/chat/completions", json={**long, "stream": True}, timeout=60
+            "POST", f"{server}/v1/chat/completions", json={**long, "stream": True}, timeout=60
         ) as r:
             for n, _line in enumerate(r.iter_lines()):
                 if n >= 6:

@@ -26,7 +26,7 @@ from serving.api.state import ApiState
 from serving.generation.client import GeneratorUnavailable
 from serving.generation.prompt import DONT_KNOW, build_prompt
 from serving.retrieval.expansion import expand, self_query
-from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse
+from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse, relevant
 from streamrag.contracts import QueryRecord, utcnow
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
@@ -150,15 +150,6 @@ async def search(req: SearchRequest, state: StateDep, tenant: TenantDep) -> Sear
     )
 
 
-def _relevant(state: ApiState, hits: list[Hit]) -> list[Hit]:
-    return [h for h in hits if h.dense_score is not None and h.dense_score >= state.settings.min_score]
-
-
-def _count_tokens(state: ApiState) -> Any:
-    tok = state.encoder.tokenizer
-    return lambda text: len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-
 @router.post(
     "/answer",
     response_model=AnswerResponse,
@@ -178,9 +169,9 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
     """
     request_id = uuid.uuid4().hex
     result = await _retrieve(state, req, tenant)
-    hits = _relevant(state, result.hits)
+    hits = relevant(result.hits, state.settings.min_score)
     s = state.settings
-    prompt = build_prompt(req.query, hits, _count_tokens(state), s.context_token_budget)
+    prompt = build_prompt(req.query, hits, state.encoder.count_tokens, s.context_token_budget)
     citations = [
         Citation(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
         for i, h in enumerate(prompt.used)
