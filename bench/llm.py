@@ -3,7 +3,7 @@
 Goal (issue 18): time to first token and decode speed through the embedded server (HTTP + SSE via
 ``huggingface_hub.InferenceClient``, as the API calls it) within 1.2x of the same llama.cpp engine
 called in-process (``llama_cpp.Llama``) with the same model, prompt, threads and batch size. The two
-alternate request by request, each on its own copy of the model, so machine noise hits both alike;
+alternate request by request (which goes first alternates too), each on its own copy of the model, so machine noise hits both alike;
 the engine alone is the limit, so the ratio is the overhead the product adds.
 
 Prompts are the API's own (:func:`serving.generation.prompt.build_prompt`: the cached few-shot
@@ -102,8 +102,12 @@ def main(pairs: int, max_new_tokens: int, concurrency: int) -> None:
         rows: list[tuple[RequestTiming, RequestTiming]] = []
         for i in range(pairs):
             messages = api_prompt(i * 7, counter).messages
-            served = _one(client, messages, max_new_tokens)
-            direct = engine_one(engine, messages, max_new_tokens)
+            if i % 2:  # which goes first alternates, so neither always runs after the other's idle spell
+                direct = engine_one(engine, messages, max_new_tokens)
+                served = _one(client, messages, max_new_tokens)
+            else:
+                served = _one(client, messages, max_new_tokens)
+                direct = engine_one(engine, messages, max_new_tokens)
             rows.append((served, direct))
             click.echo(
                 f"pair {i + 1}/{pairs}: server ttft {served.ttft_s:.2f} s, {served.decode_rate:.1f} tok/s | "

@@ -38,6 +38,9 @@ def create_app(settings: LLMServerSettings, path: Path, verbose: bool = False) -
         n_batch=settings.n_batch,
         n_threads=settings.threads,
         n_threads_batch=settings.threads,
+        # llama-cpp-python's server defaults to True (logits for every prompt token); the engine's
+        # own default, and what generation needs, is the last token's only.
+        logits_all=settings.logprobs,
         verbose=verbose,
     )
     app = llama_app(server_settings=server, model_settings=[model])

@@ -62,6 +62,13 @@ class LLMServerSettings(CommonSettings):
         "threads", _cores(), "CPU threads for decoding and prompt processing (default: the cores).", ge=1
     )
     n_batch: int = _llm_field("n_batch", 512, "Prompt tokens processed per batch.", ge=1)
+    logprobs: bool = _llm_field(
+        "logprobs",
+        False,
+        "Allow requests for token logprobs. llama.cpp then computes the output layer for every "
+        "prompt token, not only the last: on 2 cores that made the first token ~30% later "
+        "(bench/RESULTS.md), so it is off unless a client needs logprobs.",
+    )
     interrupt_requests: bool = _llm_field(
         "interrupt_requests",
         False,
