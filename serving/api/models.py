@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # Exact-match filter values: what Qdrant's keyword/integer/bool match takes (no floats: use ranges).
-_META_VALUE = bool | int | str | list[str] | list[int]
+# Qdrant's integers are signed 64-bit; a larger one is a 422 naming the field, not an engine error.
+_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+_META_VALUE = bool | _INT64 | str | list[str] | list[_INT64]
 # Metadata field names: plain identifiers (they become Qdrant payload paths "metadata.<name>").
 _META_KEY = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
