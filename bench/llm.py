@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import click
 
 from serving.generation.prompt import Prompt, build_prompt
-from serving.llm.bench import RequestTiming, _faq_sections, _one, bench_round
+from serving.llm.bench import RequestTiming, _faq_sections, _one, bench_round, time_stream
 from serving.llm.client import allow_self_hosted_inference
 from serving.llm.settings import LLMServerSettings
 from serving.retrieval.search import Hit
 from serving.settings import ApiSettings
 
 
-def api_prompt(offset: int, count_tokens: object) -> Prompt:
+def api_prompt(offset: int, count_tokens: Callable[[str], int]) -> Prompt:
     """The API's prompt for one FAQ heading, its section first among three neighbouring sections."""
     docs = _faq_sections()
     picked = [docs[(offset + i) % len(docs)] for i in range(3)]
@@ -51,22 +52,18 @@ def api_prompt(offset: int, count_tokens: object) -> Prompt:
         )
         for d in picked
     ]
-    return build_prompt(picked[0].title, hits, count_tokens, ApiSettings().context_token_budget)  # type: ignore[arg-type]
+    return build_prompt(picked[0].title, hits, count_tokens, ApiSettings().context_token_budget)
 
 
 def engine_one(llm: object, messages: list[dict[str, str]], max_new_tokens: int) -> RequestTiming:
     """One streamed chat completion straight through llama-cpp-python, timed like the server's."""
     start = time.perf_counter()
-    first: float | None = None
-    tokens = 0
-    for chunk in llm.create_chat_completion(  # type: ignore[attr-defined]
+    chunks = llm.create_chat_completion(  # type: ignore[attr-defined]
         messages, max_tokens=max_new_tokens, temperature=0.0, stream=True
-    ):
-        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-            first = first if first is not None else time.perf_counter()
-            tokens += 1
-    end = time.perf_counter()
-    return RequestTiming(ttft_s=(first or end) - start, total_s=end - start, tokens=tokens)
+    )
+    return time_stream(
+        start, chunks, lambda c: bool(c["choices"] and c["choices"][0]["delta"].get("content"))
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,9 +96,9 @@ def main(pairs: int, max_new_tokens: int, concurrency: int) -> None:
         )
         warm = api_prompt(10_000, counter).messages
         _one(client, warm, 2), engine_one(engine, warm, 2)  # the shared prefix is prefilled once each
+        prompts = [api_prompt(i * 7, counter).messages for i in range(pairs)]
         rows: list[tuple[RequestTiming, RequestTiming]] = []
-        for i in range(pairs):
-            messages = api_prompt(i * 7, counter).messages
+        for i, messages in enumerate(prompts):
             if i % 2:  # which goes first alternates, so neither always runs after the other's idle spell
                 direct = engine_one(engine, messages, max_new_tokens)
                 served = _one(client, messages, max_new_tokens)
@@ -118,9 +115,7 @@ def main(pairs: int, max_new_tokens: int, concurrency: int) -> None:
         e_ttft = statistics.median(r[1].ttft_s for r in rows)
         s_rate = statistics.median(r[0].decode_rate for r in rows)
         e_rate = statistics.median(r[1].decode_rate for r in rows)
-        tokens = statistics.median(
-            len(api_prompt(i * 7, counter).messages[-1]["content"]) for i in range(pairs)
-        )
+        tokens = statistics.median(len(m[-1]["content"]) for m in prompts)
         click.echo(
             f"model {path.name}, {settings.threads} threads, n_batch {settings.n_batch}, "
             f"median last-turn {tokens:.0f} chars"

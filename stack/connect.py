@@ -10,7 +10,7 @@ import httpx
 
 from stack.kafka import java_command
 from stack.maven import jars_dir
-from stack.process import Managed, port_open, wait_until
+from stack.process import Managed, answers_200, port_open, wait_until
 from stack.settings import StackSettings
 
 
@@ -59,10 +59,7 @@ def healthy(settings: StackSettings) -> bool:
     host, port = _host_port(settings)
     if not port_open(host, port):
         return False
-    try:
-        return httpx.get(f"{settings.connect_url}/connectors", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return answers_200(f"{settings.connect_url}/connectors", timeout_s=3)
 
 
 def start(settings: StackSettings) -> str:

@@ -110,12 +110,9 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
 
 def _qdrant_status(url: str | None, path: str) -> ComponentStatus:
     if url:
-        import httpx
+        from stack.process import answers_200
 
-        try:
-            healthy = httpx.get(f"{url.rstrip('/')}/readyz", timeout=3).status_code == 200
-        except httpx.HTTPError:
-            healthy = False
+        healthy = answers_200(f"{url.rstrip('/')}/readyz", timeout_s=3)
         return ComponentStatus("qdrant", url, healthy, "server (STREAMRAG_QDRANT_URL)")
     # Embedded mode has nothing to be down: it is opened in-process by whoever uses it.
     return ComponentStatus("qdrant", path, True, "embedded (Qdrant Edge, in-process)")

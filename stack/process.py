@@ -94,6 +94,16 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def answers_200(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether a GET of ``url`` answers 200 within ``timeout_s`` (any transport error: no)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(
     check: Callable[[], bool], what: str, timeout_s: float, proc: Managed | None = None, every_s: float = 0.5
 ) -> None:

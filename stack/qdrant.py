@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from stack.errors import StackError
-from stack.process import Managed, wait_until
+from stack.process import Managed, answers_200, wait_until
 from streamrag.config import project_root
 
 VERSION = "1.18.3"
@@ -138,10 +138,7 @@ class Node:
         }
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_200(f"{self.url}/readyz")
 
 
 def ports_span(count: int) -> int:

@@ -71,27 +71,18 @@ def start_training(embedded: Embedded, store: Any) -> None:
         embedded.threads.append(thread)
 
 
-def _answers_200(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def serve_in_thread(
     app: Any, host: str, port: int, name: str, ready_path: str = "/health", timeout_s: float = 180.0
 ) -> Any:
     """Run a uvicorn server in a daemon thread and wait until ``ready_path`` answers 200."""
     import uvicorn
 
-    from stack.process import wait_until
+    from stack.process import answers_200, wait_until
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threading.Thread(target=server.run, name=name, daemon=True).start()
     wait_until(
-        lambda: _answers_200(f"http://{host}:{port}{ready_path}"), f"{name} on {host}:{port}", timeout_s
+        lambda: answers_200(f"http://{host}:{port}{ready_path}"), f"{name} on {host}:{port}", timeout_s
     )
     return server
 
@@ -104,7 +95,7 @@ def start_llm(port: int, run_dir: Path | None = None, timeout_s: float = 180.0) 
     not a thread, so a crash or a slow load of the model never takes the API down with it.
     """
     from serving.llm.settings import LLMServerSettings
-    from stack.process import Managed, wait_until
+    from stack.process import Managed, answers_200, wait_until
 
     settings = LLMServerSettings(port=port)
     run_dir = run_dir or settings.data_dir
@@ -115,7 +106,7 @@ def start_llm(port: int, run_dir: Path | None = None, timeout_s: float = 180.0) 
         env={"STREAMRAG_LLM_PORT": str(port), "STREAMRAG_LLM_HOST": "127.0.0.1"},
     )
     try:
-        wait_until(lambda: _answers_200(f"http://127.0.0.1:{port}/health"), "its /health", timeout_s, proc)
+        wait_until(lambda: answers_200(f"http://127.0.0.1:{port}/health"), "its /health", timeout_s, proc)
     except BaseException:
         proc.stop()
         raise

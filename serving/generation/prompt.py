@@ -15,6 +15,7 @@ the budget, which bounds the per-request prefill (the question and the retrieved
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,14 +65,18 @@ def user_turn(blocks: list[str], question: str) -> str:
     return "\n\n".join(blocks) + f"\n\nQuestion: {question}"
 
 
-def prefix_messages() -> list[dict[str, str]]:
-    """The fixed instructions and worked examples every prompt starts with (cached by the server)."""
+@functools.cache
+def prefix_messages() -> tuple[dict[str, str], ...]:
+    """The fixed instructions and worked examples every prompt starts with (cached by the server).
+
+    Built once per process; callers copy it into their own list and must not change its dicts.
+    """
     blocks = [document_block(i, title, text) for i, (title, text) in enumerate(_EXAMPLE_DOCUMENTS, start=1)]
     messages = [{"role": "system", "content": SYSTEM}]
     for question, answer in _EXAMPLES:
         messages.append({"role": "user", "content": user_turn(blocks, question)})
         messages.append({"role": "assistant", "content": answer})
-    return messages
+    return tuple(messages)
 
 
 def build_prompt(

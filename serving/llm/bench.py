@@ -11,6 +11,7 @@ import itertools
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,38 +90,40 @@ class BenchRound:
         )
 
 
-def _one(client: InferenceClient, messages: list[dict[str, str]], max_new_tokens: int) -> RequestTiming:
-    start = time.perf_counter()
+def time_stream(start: float, chunks: Iterable[Any], has_token: Callable[[Any], bool]) -> RequestTiming:
+    """Time a token stream opened at ``start`` (perf_counter): ``has_token(chunk)`` marks a token."""
     first: float | None = None
     tokens = 0
-    stream: Any = client.chat_completion(messages, max_tokens=max_new_tokens, stream=True, temperature=0.0)
-    for chunk in stream:
-        if not chunk.choices or not chunk.choices[0].delta.content:
-            continue
-        first = first if first is not None else time.perf_counter()
-        tokens += 1  # llama.cpp's server sends one chunk per token
+    for chunk in chunks:
+        if has_token(chunk):
+            first = first if first is not None else time.perf_counter()
+            tokens += 1  # llama.cpp sends one chunk per token
     end = time.perf_counter()
     return RequestTiming(ttft_s=(first or end) - start, total_s=end - start, tokens=tokens)
+
+
+def _one(client: InferenceClient, messages: list[dict[str, str]], max_new_tokens: int) -> RequestTiming:
+    start = time.perf_counter()
+    stream: Any = client.chat_completion(messages, max_tokens=max_new_tokens, stream=True, temperature=0.0)
+    return time_stream(start, stream, lambda c: bool(c.choices and c.choices[0].delta.content))
 
 
 def bench_round(
     base_url: str,
     concurrency: int,
     max_new_tokens: int,
-    messages: list[dict[str, str]] | None = None,
     prompts: list[list[dict[str, str]]] | None = None,
 ) -> BenchRound:
     """Send ``concurrency`` streamed requests at once and time each of them.
 
-    Each request gets ``prompts[i]``, else ``messages`` for all, else its own FAQ context.
+    Request ``i`` gets ``prompts[i]``, else its own FAQ context.
     """
     allow_self_hosted_inference()
-    fixed = messages
     client = InferenceClient(base_url=base_url, timeout=600)
     results: list[RequestTiming] = []
     errors: list[BaseException] = []
 
-    prompts = prompts or [fixed or rag_messages(next(_OFFSETS)) for _ in range(concurrency)]
+    prompts = prompts or [rag_messages(next(_OFFSETS)) for _ in range(concurrency)]
 
     def run(messages: list[dict[str, str]]) -> None:
         try:
