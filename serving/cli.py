@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 import httpx
@@ -101,14 +102,40 @@ def serve(
 @click.option("--filter", "filters", multiple=True, metavar="FIELD=VALUE", help="Metadata equality filter.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer (one JSON body).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON / SSE events.")
+@click.option(
+    "--trace", "show_trace", is_flag=True, help="Then print the request's trace: every step, timed."
+)
+@click.option(
+    "--rate",
+    type=click.Choice(["ask", "up", "down", "no"]),
+    default="ask",
+    show_default=True,
+    help="Rate the answer: ask (a key press, on a terminal), up, down, or no.",
+)
+@click.option("--comment", default=None, help="With a rating: a comment.")
+@click.option("--correction", default=None, help="With a rating: what the answer should have said.")
 def ask(
-    question: str, url: str, api_key: str, k: int, filters: tuple[str, ...], no_stream: bool, as_json: bool
+    question: str,
+    url: str,
+    api_key: str,
+    k: int,
+    filters: tuple[str, ...],
+    no_stream: bool,
+    as_json: bool,
+    show_trace: bool,
+    rate: str,
+    comment: str | None,
+    correction: str | None,
 ) -> None:
     """Ask the RAG API a question; the answer streams in as it is generated, then its sources.
 
+    After the answer, press u (thumbs up) or d (down), or any other key to skip: ratings go to the
+    feedback topic and become training data. --trace prints what happened at each step.
+
     \b
       streamrag ask "How do I install a package from a .deb file?"
-      streamrag ask "What is dpkg?" --filter source=debian-faq -k 3
+      streamrag ask "What is dpkg?" --filter source=debian-faq -k 3 --trace
+      streamrag ask "What is apt?" --rate down --correction "apt is Debian's package manager."
     """
     body = {
         "query": question,
@@ -118,38 +145,118 @@ def ask(
     }
     headers = {"X-API-Key": api_key}
     try:
-        if no_stream:
-            resp = httpx.post(f"{url}/v1/answer", json=body, headers=headers, timeout=300)
-            _check(resp)
-            data = resp.json()
-            click.echo(json.dumps(data, indent=2) if as_json else data["answer"])
-            if not as_json:
-                _print_citations(data["citations"])
+        request_id = _ask(url, body, headers, no_stream, as_json)
+        if request_id is None:
             return
-        with httpx.stream("POST", f"{url}/v1/answer", json=body, headers=headers, timeout=300) as resp:
-            if resp.status_code != 200:
-                resp.read()
-                _check(resp)
-            event = ""
-            for line in resp.iter_lines():
-                if as_json and line:
-                    click.echo(line)
-                    continue
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data = json.loads(line[6:])
-                    if event == "token":
-                        click.echo(data["text"], nl=False)
-                    elif event == "citations":
-                        click.echo()
-                        _print_citations(data["citations"])
-                    elif event == "error":
-                        raise click.ClickException(data["detail"])
+        if show_trace:
+            _show_trace(url, headers, request_id)
+        rating = rate
+        if rating == "ask":
+            rating = _prompt_rating() if sys.stdin.isatty() and sys.stdout.isatty() else "no"
+        if rating in ("up", "down"):
+            resp = httpx.post(
+                f"{url}/v1/feedback",
+                json={
+                    "request_id": request_id,
+                    "rating": rating,
+                    "comment": comment,
+                    "correction": correction,
+                },
+                headers=headers,
+                timeout=30,
+            )
+            _check(resp)
+            click.secho(f"rated {rating}: thank you", fg="green")
     except httpx.HTTPError as exc:
         raise click.ClickException(
             f"cannot reach the API at {url}: {exc} (is `streamrag serve` running?)"
         ) from None
+
+
+def _ask(
+    url: str, body: dict[str, Any], headers: dict[str, str], no_stream: bool, as_json: bool
+) -> str | None:
+    """Print the answer; return its request id."""
+    if no_stream:
+        resp = httpx.post(f"{url}/v1/answer", json=body, headers=headers, timeout=300)
+        _check(resp)
+        data = resp.json()
+        click.echo(json.dumps(data, indent=2) if as_json else data["answer"])
+        if not as_json:
+            _print_citations(data["citations"])
+            _print_guardrails(data.get("guardrails", []))
+        return str(data["request_id"])
+    request_id = None
+    with httpx.stream("POST", f"{url}/v1/answer", json=body, headers=headers, timeout=300) as resp:
+        if resp.status_code != 200:
+            resp.read()
+            _check(resp)
+        request_id = resp.headers.get("X-Request-Id")
+        event = ""
+        for line in resp.iter_lines():
+            if as_json and line:
+                click.echo(line)
+                continue
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if event == "token":
+                    click.echo(data["text"], nl=False)
+                elif event == "replace":
+                    click.echo()
+                    click.secho(f"(replaced by a guardrail: {data['reason']})", fg="yellow")
+                    click.echo(data["text"], nl=False)
+                elif event == "citations":
+                    click.echo()
+                    _print_citations(data["citations"])
+                elif event == "done":
+                    if not as_json:
+                        _print_guardrails(data.get("guardrails", []))
+                elif event == "error":
+                    raise click.ClickException(data["detail"])
+    return request_id
+
+
+def _prompt_rating() -> str:
+    click.echo("Rate this answer: [u]p, [d]own, any other key to skip ", nl=False)
+    key = click.getchar()
+    click.echo()
+    return {"u": "up", "d": "down"}.get(key.lower(), "no")
+
+
+def _print_guardrails(decisions: list[dict[str, Any]]) -> None:
+    for d in decisions:
+        click.secho(
+            f"  guardrail {d['stage']}: {d['rule']} -> {d['action']} ({d['target']}) {d['detail']}",
+            fg="yellow",
+        )
+
+
+def _show_trace(url: str, headers: dict[str, str], request_id: str) -> None:
+    resp = httpx.get(f"{url}/v1/traces/{request_id}", headers=headers, timeout=30)
+    _check(resp)
+    t = resp.json()
+    click.secho(f"trace {request_id}", bold=True)
+    click.echo(f"  models {t['models']}  collection {t['collection']}")
+    click.echo(f"  index at {t['index_offsets'] or 'unknown'} (sampled {t['index_sampled_at']})")
+    if t["rewrites"]:
+        click.echo(f"  rewrites {t['rewrites']}")
+    click.echo(f"  candidates {len(t['candidates'])}, returned {len(t['results'])}:")
+    for c in t["results"]:
+        click.echo(
+            f"    {c['doc_id']} v{c['version']} #{c['chunk_index']}  fused {c['score']:.3f}  "
+            f"dense {_score(c['dense_score'])}  sparse {_score(c['sparse_score'])}"
+        )
+    used = ", ".join(f"[{u['n']}] {u['doc_id']}" for u in t["chunks_used"])
+    click.echo(f"  chunks in the prompt: {used or 'none'}")
+    for d in t["guardrails"]:
+        click.echo(f"  guardrail {d['stage']}: {d['rule']} -> {d['action']} ({d['target']})")
+    click.echo("  timings: " + ", ".join(f"{k} {v:.1f}" for k, v in t["timings_ms"].items()))
+
+
+def _score(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _check(resp: httpx.Response) -> None:

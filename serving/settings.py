@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 
+from serving.guardrails.policy import GuardrailSettings
 from streamrag.config import CommonSettings
 from streamrag.contracts import Groups, Topics
 
@@ -93,6 +94,23 @@ class ApiSettings(CommonSettings):
         description="Topics the pipeline indexes (valid read-your-writes positions).",
     )
     freshness_timeout_s: float = Field(default=10.0, description="Longest a request waits for min_version.")
+    # Guardrails, traces and feedback
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
+    tracing: bool = Field(
+        default=True,
+        description="A trace per request (spans, exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, "
+        "and a record on traces_topic). Its cost on /v1/search p50 is in bench/RESULTS.md.",
+    )
+    traces_topic: str | None = Field(
+        default=Topics.TRACES, description="Where trace records go; unset: none."
+    )
+    feedback_topic: str | None = Field(
+        default=Topics.FEEDBACK, description="Where ratings go; unset: no feedback."
+    )
+    trace_lookback_s: float = Field(
+        default=24 * 3600, gt=0, description="How far back a starting API reads traces and ratings."
+    )
+    trace_capacity: int = Field(default=10_000, ge=1, description="Traces kept readable per API process.")
     # Monitoring
     queries_topic: str | None = Topics.QUERIES
     run_pipeline: bool | None = Field(

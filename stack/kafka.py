@@ -26,6 +26,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     Topics.QUERIES: {"retention.ms": str(7 * 24 * 3600 * 1000)},
     Topics.DRIFT: {},
     Topics.MODELS: {"cleanup.policy": "compact"},
+    # Keyed by request id: compaction keeps one trace / the last rating per request.
+    Topics.TRACES: {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
+    Topics.FEEDBACK: {"cleanup.policy": "compact"},
 }
 
 

@@ -39,6 +39,10 @@ class Topics:
     """:class:`DriftEvent` that trigger training."""
     MODELS: Final = "streamrag.models"
     """:class:`ModelEvent` when a model version is registered, promoted or rolled back."""
+    TRACES: Final = "streamrag.traces"
+    """:class:`TraceRecord` per API request, keyed by request id (compacted)."""
+    FEEDBACK: Final = "streamrag.feedback"
+    """:class:`FeedbackEvent` per rated answer, keyed by request id (compacted: the last rating wins)."""
 
     SOURCES: Final = (DOCUMENTS, CDC_DOCUMENTS)
     COMPACTED: Final = (DOCUMENTS, CDC_DOCUMENTS)
@@ -231,6 +235,79 @@ class ModelEvent(_Contract):
     ts: datetime
 
 
+class GuardrailDecision(_Contract):
+    """What one guardrail did to one request: which rule fired, on what, and the action taken."""
+
+    stage: Literal["input", "context", "output"]
+    rule: str = Field(description="The rule that fired, e.g. 'injection.ignore_instructions', 'pii.email'.")
+    action: Literal["refuse", "drop", "redact", "flag", "replace"]
+    target: str = Field(description="'question', 'answer', or the chunk as 'doc_id@version#chunk_index'.")
+    detail: str = Field(default="", max_length=500, description="A short excerpt or reason.")
+
+
+class TraceCandidate(_Contract):
+    """A fused retrieval candidate with the scores each retriever gave it (null: not retrieved by it)."""
+
+    doc_id: str
+    version: int
+    chunk_index: int | None = None
+    score: float
+    dense_score: float | None
+    sparse_score: float | None
+
+
+class TraceChunk(_Contract):
+    """A chunk given to the generator, numbered as the answer cites it."""
+
+    n: int
+    doc_id: str
+    version: int
+    chunk_index: int
+    title: str
+
+
+class TraceRecord(_Contract):
+    """Every step of one API request, from the question to the answer: what a bad answer is
+    pinned to. Times are milliseconds; offsets are the pipeline group's committed offsets
+    (``'topic:partition' -> offset``) as last sampled, with the time of the sample."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    tenant: str
+    endpoint: Literal["search", "answer"]
+    question: str
+    filters: dict[str, Any] = Field(default_factory=dict)
+    rewrites: dict[str, Any] = Field(default_factory=dict, description="expansion / self_query output.")
+    candidates: list[TraceCandidate] = Field(default_factory=list, description="Fused, before reading.")
+    results: list[TraceCandidate] = Field(default_factory=list, description="Returned (after rerank).")
+    chunks_used: list[TraceChunk] = Field(default_factory=list)
+    prompt: list[dict[str, str]] | None = Field(default=None, description="Chat messages as sent.")
+    guardrails: list[GuardrailDecision] = Field(default_factory=list)
+    answer: str | None = None
+    dont_know: bool = False
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict, description="'embedding', 'generator' -> version.")
+    collection: str | None = Field(default=None, description="The physical collection read.")
+    index_offsets: dict[str, int] = Field(default_factory=dict)
+    index_sampled_at: datetime | None = None
+    error: str | None = None
+    ts: datetime
+
+
+class FeedbackEvent(_Contract):
+    """A user's rating of one answer; the latest event per request id is the rating."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    tenant: str
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=2_000)
+    correction: str | None = Field(default=None, max_length=8_000)
+    generator_model: str = Field(description="The generator that wrote the rated answer.")
+    embedding_model: str
+    ts: datetime
+
+
 EVENT_MODELS: Final[dict[str, type[_Contract]]] = {
     "DocumentEvent": DocumentEvent,
     "DeadLetter": DeadLetter,
@@ -238,6 +315,8 @@ EVENT_MODELS: Final[dict[str, type[_Contract]]] = {
     "QueryRecord": QueryRecord,
     "DriftEvent": DriftEvent,
     "ModelEvent": ModelEvent,
+    "TraceRecord": TraceRecord,
+    "FeedbackEvent": FeedbackEvent,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -322,3 +323,35 @@ def train_consume(max_events: int | None) -> None:
     outcomes = DriftTrainingConsumer(settings, settings.qdrant.store()).run(stop, max_events)
     for o in outcomes:
         click.echo(f"{o.topic}:{o.partition}@{o.offset} {o.status} event={o.event_id} run={o.run_id}")
+
+
+@train.command("preferences")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON lines file to write."
+)
+@click.option("--feedback-topic", default=None, help="Default: streamrag.feedback.")
+@click.option("--traces-topic", default=None, help="Default: streamrag.traces.")
+def train_preferences(out: Path, feedback_topic: str | None, traces_topic: str | None) -> None:
+    """Write the preference data: every rated answer joined with its trace (question, context, answer,
+    rating, correction, models), one JSON object a line: what the generator's training reads.
+
+    \b
+    Examples:
+      streamrag train preferences --out prefs.jsonl
+    """
+    from confluent_kafka import KafkaException
+
+    from streamrag.contracts import Topics
+    from training.preferences import preference_snapshot, write_jsonl
+
+    settings = _settings()
+    try:
+        snap = preference_snapshot(
+            settings.kafka.librdkafka(), feedback_topic or Topics.FEEDBACK, traces_topic or Topics.TRACES
+        )
+    except KafkaException as exc:
+        _fail(f"cannot read the feedback and traces topics at {settings.kafka.bootstrap_servers}: {exc}")
+    write_jsonl(snap.records, out)
+    click.echo(
+        f"{len(snap.records)} preference records to {out} ({snap.ratings} ratings, {snap.without_trace} without a trace)"
+    )

@@ -10,14 +10,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
-from serving.api.routers import documents, health, retrieval
+from serving.api.routers import answer, documents, feedback, health, search, traces
 from serving.api.state import ApiMetrics, ApiState, QueryLog
+from serving.events import PublishFailed
+from serving.feedback.store import FeedbackStore
 from serving.generation.client import Generator, GeneratorUnavailable
+from serving.guardrails.policy import Guardrails
 from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
+from serving.tracing.otel import tracer_provider
+from serving.tracing.store import TraceStore
 from streamrag.store import StoreError, VectorStore
 
 log = logging.getLogger("streamrag.serving")
@@ -28,11 +34,21 @@ def build_state(
     store: VectorStore | None = None,
     encoder: QueryEncoder | None = None,
     generator_url: str | None = None,
+    span_processor: SpanProcessor | None = None,
 ) -> ApiState:
+    """The API's services. ``span_processor`` receives every span (tests: an in-memory exporter);
+    without it spans go to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
     owns_store = store is None
     store = store if store is not None else settings.qdrant.store()
     encoder = encoder or QueryEncoder(settings.embedding_model_path, dtype=settings.query_dtype)
     registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    conf = settings.kafka.librdkafka()
+    provider = tracer_provider(span_processor) if settings.tracing else None
+
+    def undelivered(topic: str) -> None:
+        metrics.undelivered.labels(topic).inc()
+
     state = ApiState(
         settings=settings,
         store=store,
@@ -48,17 +64,29 @@ def build_state(
         ),
         generator=Generator.from_settings(settings, generator_url),
         registry=registry,
-        metrics=ApiMetrics(registry),
-        queries=QueryLog(settings.kafka.librdkafka(), settings.queries_topic)
-        if settings.queries_topic
+        metrics=metrics,
+        queries=QueryLog(conf, settings.queries_topic) if settings.queries_topic else None,
+        guardrails=Guardrails(settings.guardrails),
+        tracer=provider.get_tracer("streamrag.serving") if provider is not None else None,
+        traces=TraceStore(
+            conf, settings.traces_topic, settings.trace_capacity, settings.trace_lookback_s, undelivered
+        )
+        if settings.tracing and settings.traces_topic
+        else None,
+        feedback=FeedbackStore(conf, settings.feedback_topic, registry, settings.trace_lookback_s)
+        if settings.feedback_topic
         else None,
     )
+    if provider is not None:
+        state.extras["tracer_provider"] = provider
     state.retriever.use_versioned_encoders(settings.embedding_model_version, settings.cache_dir / "models")
     try:
         from serving.lag.monitor import LagMonitor
         from serving.lag.settings import LagSettings
 
-        state.extras["lag_monitor"] = LagMonitor(LagSettings(), registry=registry)
+        state.extras["lag_monitor"] = LagMonitor(
+            LagSettings(), registry=registry, groups=[settings.pipeline_group]
+        )
     except ImportError:  # monitoring is optional in a slimmed-down build
         pass
     return state
@@ -71,6 +99,7 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st = app.state.api = state or build_state(settings)
+        st.start()
         monitor = st.extras.get("lag_monitor")
         if monitor is not None:
             monitor.start()
@@ -88,9 +117,8 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
         description="Streaming RAG over a live index: hybrid search, answers streamed as Server-Sent Events, "
         "read-your-writes, consumer lag and freshness. Authenticate with the `X-API-Key` header.",
     )
-    app.include_router(health.router)
-    app.include_router(retrieval.router)
-    app.include_router(documents.router)
+    for module in (health, search, answer, feedback, traces, documents):
+        app.include_router(module.router)
     if state is not None:
         app.state.api = state
     _mount_lag(app, state)
@@ -109,6 +137,11 @@ def create_app(settings: ApiSettings | None = None, state: ApiState | None = Non
             st.metrics.errors.labels("store_unavailable").inc()
         log.warning("vector store: %s", exc)
         return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
+
+    @app.exception_handler(PublishFailed)
+    async def kafka_down(_request: Request, exc: PublishFailed) -> JSONResponse:
+        log.warning("kafka: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "2"})
 
     @app.exception_handler(GeneratorUnavailable)
     async def generator_down(_request: Request, exc: GeneratorUnavailable) -> JSONResponse:

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from streamrag.contracts import GuardrailDecision
+
 # Exact-match filter values: what Qdrant's keyword/integer/bool match takes (no floats: use ranges).
 # Qdrant's integers are signed 64-bit; a larger one is a 422 naming the field, not an engine error.
 _INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -111,7 +113,33 @@ class AnswerResponse(BaseModel):
     answer: str
     citations: list[Citation]
     dont_know: bool
+    refused: bool = Field(default=False, description="The question was refused by the input guardrail.")
+    guardrails: list[GuardrailDecision] = Field(default_factory=list, description="What each guardrail did.")
     timings_ms: dict[str, float]
+
+
+class FeedbackRequest(BaseModel):
+    """A rating of one answer (or search) the caller's tenant made; a second rating replaces the first."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The request_id of the rated answer.")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=2_000)
+    correction: str | None = Field(
+        default=None, max_length=8_000, description="What the answer should have said (training data)."
+    )
+
+
+class FeedbackAccepted(BaseModel):
+    request_id: str
+    rating: Literal["up", "down"]
+    topic: str = Field(description="The topic the rating was written to (acknowledged before this reply).")
+
+
+class FeedbackStats(BaseModel):
+    """Current ratings (the latest per request) per tenant and generator model."""
+
+    rows: list[dict[str, Any]]
 
 
 class DocumentState(BaseModel):

@@ -7,19 +7,33 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from serving.events import EventWriter
+from serving.feedback.store import FeedbackStore
 from serving.generation.client import Generator
+from serving.guardrails.policy import Guardrails
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
+from serving.tracing.recorder import RequestTrace
+from serving.tracing.store import TraceStore
+from streamrag.contracts import GuardrailDecision, QueryRecord
 from streamrag.contracts import IndexSchema as S
-from streamrag.contracts import QueryRecord
 from streamrag.store import Match, VectorStore
 
 log = logging.getLogger("streamrag.serving")
+
+
+def record_decisions(state: ApiState, trace: RequestTrace, decisions: list[GuardrailDecision]) -> None:
+    """Put guardrail decisions in the trace and count them in /metrics."""
+    for d in decisions:
+        state.metrics.guardrails.labels(d.stage, d.rule, d.action).inc()
+    trace.decide(decisions)
 
 
 class ApiMetrics:
@@ -48,6 +62,18 @@ class ApiMetrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200),
         )
         self.errors = Counter("streamrag_api_errors_total", "Errors by kind.", ["kind"], registry=r)
+        self.guardrails = Counter(
+            "streamrag_guardrail_decisions_total",
+            "Guardrail decisions by stage (input, context, output), rule and action.",
+            ["stage", "rule", "action"],
+            registry=r,
+        )
+        self.undelivered = Counter(
+            "streamrag_api_undelivered_events_total",
+            "Events (queries, traces) the broker did not take; requests were answered regardless.",
+            ["topic"],
+            registry=r,
+        )
 
 
 class QueryLog:
@@ -55,25 +81,13 @@ class QueryLog:
 
     def __init__(self, conf: dict[str, Any], topic: str) -> None:
         self.topic = topic
-        self._producer = Producer(
-            {
-                **conf,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-                "client.id": "streamrag-api-queries",
-            }
-        )
+        self._writer = EventWriter(conf, topic, "streamrag-api-queries")
 
     def publish(self, record: QueryRecord) -> None:
-        try:
-            self._producer.produce(self.topic, key=record.tenant.encode(), value=record.to_bytes())
-        except BufferError:
-            log.warning("queries topic buffer full; dropping a query record")
-        self._producer.poll(0)
+        self._writer.publish(record.tenant, record.to_bytes())
 
     def close(self) -> None:
-        self._producer.flush(10)
+        self._writer.close()
 
 
 @dataclass
@@ -86,6 +100,11 @@ class ApiState:
     registry: CollectorRegistry
     metrics: ApiMetrics
     queries: QueryLog | None
+    guardrails: Guardrails
+    tracer: Tracer | None
+    """None: tracing off (no spans, no trace records)."""
+    traces: TraceStore | None = None
+    feedback: FeedbackStore | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     owns_store: bool = False
     """``close`` closes the store too (it was opened for this state, not handed to it)."""
@@ -95,6 +114,26 @@ class ApiState:
     def physical_collection(self) -> str:
         """The collection the alias points at now (re-read: a re-index may have switched it)."""
         return self.retriever.physical_collection()
+
+    def embedding_version(self, collection: str) -> str:
+        """The embedding model of a physical collection (``<alias>__<version>``)."""
+        return collection.rpartition("__")[2] if "__" in collection else self.settings.embedding_model_version
+
+    def index_position(self) -> tuple[dict[str, int], datetime | None]:
+        """The pipeline group's committed offsets (``'topic:partition' -> offset``) as the lag monitor
+        last sampled them, and when: the index position an answer was read at, to within a sample."""
+        monitor = self.extras.get("lag_monitor")
+        report = monitor.latest() if monitor is not None else None
+        if report is None:
+            return {}, None
+        offsets = {
+            f"{p.topic}:{p.partition}": p.committed_offset
+            for g in report.groups
+            if g.group == self.settings.pipeline_group
+            for p in g.partitions
+            if p.committed_offset is not None
+        }
+        return offsets, report.sampled_at
 
     def document_state(self, tenant: str, doc_id: str) -> dict[str, Any]:
         key = f"{tenant}/{doc_id}"
@@ -126,9 +165,21 @@ class ApiState:
             (tp,) = self._offsets.committed([TopicPartition(topic, partition)], timeout=5)
             return int(tp.offset)
 
+    def start(self) -> None:
+        """Start the background readers (trace and feedback views)."""
+        for store in (self.traces, self.feedback):
+            if store is not None:
+                store.start()
+
     def close(self) -> None:
         if self.queries is not None:
             self.queries.close()
+        for store in (self.traces, self.feedback):
+            if store is not None:
+                store.close()
+        provider = self.extras.pop("tracer_provider", None)
+        if provider is not None:
+            provider.shutdown()
         if self.owns_store:
             self.store.close()
         with self._offsets_lock:

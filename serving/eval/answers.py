@@ -15,12 +15,21 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from serving.guardrails.citations import cited, says_dont_know
+
+__all__ = [
+    "cited",
+    "loops",
+    "reference_answer",
+    "repeated_4gram_share",
+    "says_dont_know",
+    "token_f1",
+    "words",
+]
+
 LOOP_THRESHOLD = 0.3
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_DONT_KNOW = re.compile(
-    r"\b(i don't know|i do not know|i don\u2019t know|not (?:mentioned|provided|stated) in the documents)\b"
-)
 
 
 def words(text: str) -> list[str]:
@@ -41,16 +50,6 @@ def loops(text: str) -> bool:
     return repeated_4gram_share(text) > LOOP_THRESHOLD
 
 
-def cited(text: str) -> list[int]:
-    """The distinct citation numbers in order of first use."""
-    seen: list[int] = []
-    for m in _CITATION.finditer(text):
-        n = int(m.group(1))
-        if n not in seen:
-            seen.append(n)
-    return seen
-
-
 def token_f1(answer: str, reference: str) -> float:
     a, r = Counter(words(answer)), Counter(words(reference))
     common = sum((a & r).values())
@@ -58,10 +57,6 @@ def token_f1(answer: str, reference: str) -> float:
         return 0.0
     precision, recall = common / sum(a.values()), common / sum(r.values())
     return 2 * precision * recall / (precision + recall)
-
-
-def says_dont_know(text: str) -> bool:
-    return bool(_DONT_KNOW.search(text.lower()))
 
 
 def reference_answer(body: str, max_words: int = 60) -> str:

@@ -7,7 +7,8 @@ generator scales on its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ class Generator:
         self.base_url = base_url.rstrip("/")
         self.decoding = decoding or Decoding()
         self.client = AsyncInferenceClient(base_url=self.base_url, token=token, timeout=timeout_s)
+        self._token = token
+        self._model: tuple[float, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: ApiSettings, url: str | None = None) -> Generator:
@@ -75,7 +78,7 @@ class Generator:
         except (httpx.HTTPError, HfHubHTTPError, OSError) as exc:
             raise GeneratorUnavailable(f"the generator at {self.base_url} is unavailable: {exc}") from exc
 
-    async def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict[str, str]], max_new_tokens: int) -> AsyncGenerator[str, None]:
         """Yield the answer's text pieces as the model produces them (greedy, deterministic).
 
         Raises :class:`GeneratorUnavailable` when the server cannot be reached or refuses the request
@@ -98,6 +101,26 @@ class Generator:
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
         out = await self._chat(messages, max_new_tokens, stream=False)
         return str(out.choices[0].message.content or "")
+
+    async def model_id(self, ttl_s: float = 30.0) -> str:
+        """The served model's id from ``GET /v1/models`` (llama.cpp, vLLM and TGI serve it), cached
+        for ``ttl_s`` so a switch of the served model shows within that; "unknown" if unreadable."""
+        now = time.monotonic()
+        if self._model is not None and now - self._model[0] < ttl_s:
+            return self._model[1]
+        model = "unknown"
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            async with httpx.AsyncClient(timeout=3) as http:
+                resp = await http.get(f"{self.base_url}/v1/models", headers=headers)
+            if resp.status_code == 200:
+                data = resp.json().get("data") or []
+                if data and data[0].get("id"):
+                    model = str(data[0]["id"])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        self._model = (now, model)
+        return model
 
     async def healthy(self) -> bool:
         """Whether ``/health`` answers 200 (TGI, vLLM and ``streamrag llm serve`` all serve it)."""

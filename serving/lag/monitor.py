@@ -164,6 +164,10 @@ class LagMonitor:
             return current
         return current.model_copy(update={"groups": [g for g in current.groups if g.group == group]})
 
+    def latest(self) -> LagReport | None:
+        """The last sample taken, without sampling (None before the first): cheap enough for every request."""
+        return self._report
+
     def freshness_report(self) -> FreshnessReport | None:
         """The latest freshness report; None when freshness is off or nothing was sampled yet."""
         return self._freshness

@@ -36,6 +36,7 @@ class Hit:
     source_ts: str
     indexed_ts: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    sparse_score: float | None = None
 
 
 @dataclass
@@ -43,6 +44,12 @@ class SearchResult:
     hits: list[Hit]
     timings_ms: dict[str, float]
     query_vector: list[float]
+    candidates: list[Candidate] = field(default_factory=list)
+    """The fused candidates, best first, before they were read (what the hits were picked from)."""
+    steps: list[tuple[str, int, int]] = field(default_factory=list)
+    """(step, start, end) in epoch nanoseconds: embed, candidates, rank, read, rerank (for spans)."""
+    collection: str = ""
+    """The physical collection read (the alias's target at the time)."""
 
 
 class QueryEncoder:
@@ -247,24 +254,28 @@ class Retriever:
         rewritten between the two reads is returned as it is now: never older than its ranking."""
         t: dict[str, float] = {}
         collection, encoder = self.resolve()
-        t0 = time.perf_counter()
+        now = time.time_ns
+        t0 = now()
         dense, (idx, vals) = encoder.encode(query)
-        t["embed_ms"] = (time.perf_counter() - t0) * 1000
+        t1 = now()
         flt = tenant_filter(tenant, metadata)
         want = max(k * 3, 10) if rerank and self.reranker is not None else k
-        t1 = time.perf_counter()
         dense_pts, sparse_pts = self.shortlist(collection, dense, (idx, vals), flt, k, hybrid_weight)
-        t2 = time.perf_counter()
+        t2 = now()
         ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
-        t3 = time.perf_counter()
+        t3 = now()
         hits = self.hits(collection, tenant, ranked, want)
-        t4 = time.perf_counter()
-        t["search_ms"] = (t2 - t1 + t4 - t3) * 1000  # both Qdrant calls: candidates, then the results
-        t["rank_ms"] = (t3 - t2) * 1000
+        t4 = now()
+        steps = [("embed", t0, t1), ("candidates", t1, t2), ("rank", t2, t3), ("read", t3, t4)]
+        t["embed_ms"] = (t1 - t0) / 1e6
+        t["search_ms"] = (t2 - t1 + t4 - t3) / 1e6  # both Qdrant calls: candidates, then the results
+        t["rank_ms"] = (t3 - t2) / 1e6
         if rerank and self.reranker is not None:
             hits = self.reranker(query, hits)
-            t["rerank_ms"] = (time.perf_counter() - t4) * 1000
-        return SearchResult(hits[:k], t, dense)
+            t5 = now()
+            steps.append(("rerank", t4, t5))
+            t["rerank_ms"] = (t5 - t4) / 1e6
+        return SearchResult(hits[:k], t, dense, ranked, steps, collection)
 
     def shortlist(
         self,
@@ -297,7 +308,7 @@ class Retriever:
             for c in batch:
                 pl = full.get(c.point_id)
                 if pl is not None and pl.get(S.TENANT) == tenant:
-                    hits.append(_hit(c.point_id, pl, c.score, c.dense_score))
+                    hits.append(_hit(c.point_id, pl, c.score, c.dense_score, c.sparse_score))
         return hits
 
 
@@ -311,6 +322,7 @@ class Candidate:
     version: int
     score: float
     dense_score: float | None
+    sparse_score: float | None = None
 
 
 #: The payload fields that ranking reads (fusion needs none; dedup needs these).
@@ -323,6 +335,7 @@ def rank(
     """Fused candidates, each document's latest version only, at most ``per_doc`` chunks each."""
     fields = {p.id: p.payload for p in (*dense_pts, *sparse_pts)}
     dense_scores = {p.id: p.score for p in dense_pts}
+    sparse_scores = {p.id: p.score for p in sparse_pts}
     fused = fuse(
         [[(p.id, p.score) for p in dense_pts], [(p.id, p.score) for p in sparse_pts]],
         [hybrid_weight, 1 - hybrid_weight],
@@ -330,7 +343,15 @@ def rank(
     )
     return dedupe_latest(
         [
-            Candidate(pid, f[S.TENANT], f[S.DOC_ID], f[S.VERSION], score, dense_scores.get(pid))
+            Candidate(
+                pid,
+                f[S.TENANT],
+                f[S.DOC_ID],
+                f[S.VERSION],
+                score,
+                dense_scores.get(pid),
+                sparse_scores.get(pid),
+            )
             for pid, score in fused
             for f in (fields[pid],)
         ],
@@ -338,7 +359,9 @@ def rank(
     )
 
 
-def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) -> Hit:
+def _hit(
+    pid: str, pl: dict[str, Any], score: float, dense_score: float | None, sparse_score: float | None = None
+) -> Hit:
     return Hit(
         point_id=pid,
         doc_id=pl[S.DOC_ID],
@@ -353,6 +376,7 @@ def _hit(pid: str, pl: dict[str, Any], score: float, dense_score: float | None) 
         source_ts=pl[S.SOURCE_TS],
         indexed_ts=pl[S.INDEXED_TS],
         metadata=pl.get(S.METADATA) or {},
+        sparse_score=sparse_score,
     )
 
 
