@@ -29,6 +29,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
@@ -70,6 +71,73 @@ def process_cpu_s(pid: int) -> float:
 API_STAGES = ("embed_ms", "search_ms", "rank_ms", "rerank_ms")
 
 
+def index_corpus(corpus: Any, model_path: Path | None) -> tuple[QdrantSettings, Any, int]:
+    """Index ``corpus`` through the real pipeline into a fresh embedded Qdrant; (settings, store, points)."""
+    tmp = Path(tempfile.mkdtemp(prefix="streamrag-qbench-"))
+    qdrant = QdrantSettings(path=tmp / "q", collection="bench")
+    base = PipelineSettings(metrics_port=None, features_topic=None, embedding_model_path=model_path)
+    topic = new_topic(base.kafka.librdkafka(), 4)
+    group = f"qbench-{uuid.uuid4().hex[:8]}"
+    with Publisher(base.kafka, topic=topic) as pub:
+        pub.publish_many(make_events(corpus.documents, tenant="default"))
+    embedder = Embedder(model_path)
+    client = qdrant.store()
+    running = start_in_thread(
+        base.model_copy(
+            update={"source_topics": [topic], "cdc_topics": [], "group_id": group, "qdrant": qdrant}
+        ),
+        store=client,
+        embedder=embedder,
+    )
+    progress = Progress(base.kafka.librdkafka(), group, topic)
+    progress.wait(0.2)
+    progress.close()
+    running.stop()
+    forget(base.kafka.librdkafka(), topic, group)
+    return qdrant, client, client.count(S.collection_for("bench", base.embedding_model_version))
+
+
+def start_api(
+    qdrant: QdrantSettings,
+    api_port: int,
+    llm_port: int,
+    model_path: Path | None,
+    query_threads: int | None,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamrag serve --no-pipeline --no-llm`` as its own process on the store; waits for /healthz."""
+    env = {
+        **os.environ,
+        "STREAMRAG_QDRANT__PATH": str(qdrant.path),
+        "STREAMRAG_QDRANT__COLLECTION": qdrant.collection,
+        "STREAMRAG_LLM_PORT": str(llm_port),
+        "STREAMRAG_QUERIES_TOPIC": "",
+        "STREAMRAG_MAX_NEW_TOKENS": "64",
+        "STREAMRAG_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    if model_path:
+        env["STREAMRAG_EMBEDDING_MODEL_PATH"] = str(model_path)
+    if query_threads:
+        env["STREAMRAG_QUERY_TORCH_THREADS"] = str(query_threads)
+    api = subprocess.Popen(
+        [sys.executable, "-c", "from streamrag.cli import main; main()", "serve", "--no-pipeline", "--no-llm",
+         "--port", str(api_port)],
+        env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return api, url
+        except httpx.TransportError:
+            pass
+        if api.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the API did not start (exit code {api.poll()})")
+        time.sleep(0.5)
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(xs), p))
 
@@ -96,28 +164,7 @@ def main() -> int:
     args = ap.parse_args()
 
     corpus = load_corpus(args.corpus_dir, args.docs)
-    tmp = Path(tempfile.mkdtemp(prefix="streamrag-qbench-"))
-    qdrant = QdrantSettings(path=tmp / "q", collection="bench")
-    base = PipelineSettings(metrics_port=None, features_topic=None, embedding_model_path=args.model_path)
-    topic = new_topic(base.kafka.librdkafka(), 4)
-    group = f"qbench-{uuid.uuid4().hex[:8]}"
-    with Publisher(base.kafka, topic=topic) as pub:
-        pub.publish_many(make_events(corpus.documents, tenant="default"))
-    embedder = Embedder(args.model_path)
-    client = qdrant.store()
-    running = start_in_thread(
-        base.model_copy(
-            update={"source_topics": [topic], "cdc_topics": [], "group_id": group, "qdrant": qdrant}
-        ),
-        store=client,
-        embedder=embedder,
-    )
-    progress = Progress(base.kafka.librdkafka(), group, topic)
-    progress.wait(0.2)
-    progress.close()
-    running.stop()
-    forget(base.kafka.librdkafka(), topic, group)
-    points = client.count(S.collection_for("bench", base.embedding_model_version))
+    qdrant, client, points = index_corpus(corpus, args.model_path)
     print(f"indexed {len(corpus.documents)} documents, {points} chunks")
 
     llm_port, api_port = free_port(), free_port()
@@ -162,43 +209,7 @@ def main() -> int:
     # The API as its own process on the same store (embedded Qdrant: release it here first).
     state.close()
     client.close()
-    env = {
-        **os.environ,
-        "STREAMRAG_QDRANT__PATH": str(qdrant.path),
-        "STREAMRAG_QDRANT__COLLECTION": qdrant.collection,
-        "STREAMRAG_LLM_PORT": str(llm_port),
-        "STREAMRAG_QUERIES_TOPIC": "",
-        "STREAMRAG_MAX_NEW_TOKENS": "64",
-        "STREAMRAG_LOG_LEVEL": "WARNING",
-    }
-    if args.model_path:
-        env["STREAMRAG_EMBEDDING_MODEL_PATH"] = str(args.model_path)
-    if settings.query_torch_threads:
-        env["STREAMRAG_QUERY_TORCH_THREADS"] = str(settings.query_torch_threads)
-    api = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from streamrag.cli import main; main()",
-            "serve",
-            "--no-pipeline",
-            "--no-llm",
-            "--port",
-            str(api_port),
-        ],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{api_port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if api.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the API did not start (exit code {api.poll()})")
-        time.sleep(0.5)
+    api, url = start_api(qdrant, api_port, llm_port, args.model_path, settings.query_torch_threads)
     for q in questions[:5]:  # warm-up
         httpx.post(
             f"{url}/v1/search", json={"query": q, "k": 5}, headers=headers, timeout=60

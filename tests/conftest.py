@@ -224,9 +224,9 @@ def qdrant_cluster(tmp_path: Any) -> Iterator[QdrantNodes]:
         yield nodes
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(params=["edge", "server", "server-grpc"])
 def engine(request: Any) -> str:
-    """Run the test once on the embedded engine and once on a real Qdrant server."""
+    """Run the test on the embedded engine and on a real Qdrant server, over REST and over gRPC."""
     return str(request.param)
 
 
@@ -238,9 +238,10 @@ def qdrant_settings_factory(engine: str, tmp_path: Any, request: Any) -> Callabl
 
     def make(collection: str | None = None, **extra: Any) -> Any:
         name = collection or f"c{uuid.uuid4().hex[:8]}"
-        if engine == "server":
+        if engine.startswith("server"):
             server = request.getfixturevalue("qdrant_server")
-            return QdrantSettings(url=server.url, collection=name, **extra)
+            grpc = {"prefer_grpc": True} if engine == "server-grpc" else {}
+            return QdrantSettings(url=server.url, collection=name, **grpc, **extra)
         return QdrantSettings(path=tmp_path / f"q-{uuid.uuid4().hex[:6]}", collection=name, **extra)
 
     return make

@@ -148,3 +148,10 @@ def test_the_dense_candidates_are_searched_with_acorn_unless_turned_off() -> Non
         )
         dense, sparse = store.requests
         assert (dense.using, dense.acorn, sparse.using, sparse.acorn) == (S.DENSE, acorn, S.SPARSE, False)
+
+
+def test_the_grpc_setting_reaches_the_client(store_factory: Any, engine: str) -> None:
+    store, _settings = store_factory()
+    if engine == "edge":
+        pytest.skip("Edge is in-process: no transport")
+    assert store.client._client._prefer_grpc is (engine == "server-grpc")

@@ -23,8 +23,8 @@ EXIT_OK = 0
 EXIT_NOT_OK = 1
 EXIT_ERROR = 2
 
-ONE_SHOT_GAP_S = 1.0
-"""Default seconds between the two samples of a run without --watch."""
+ONE_SHOT_GAP_S = 3.0
+"""Default seconds between the two samples of a run without --watch: what the status is judged on."""
 WATCH_INTERVAL_S = 2.0
 """Default seconds between refreshes with --watch."""
 
@@ -78,9 +78,10 @@ def lag(
       STALLED  lag > 0 and committed offset unchanged over the whole window
       STOPPED  lag > 0 and committed offset unchanged for STREAMRAG_LAG__STOPPED_AFTER_S (300 s)
       REWOUND  committed offset moved back within the window
-    Without --watch two samples are taken --interval apart, so STALLED and STOPPED can only
-    show when the window / stopped-after are that short; --watch and the API's monitor
-    (GET /v1/lag) keep the history they need.
+    Without --watch two samples are taken --interval apart (3 s) and the window is that gap:
+    a group with lag whose committed offset did not move between them is STALLED, never OK
+    (one look cannot show progress). --watch and the API's monitor (GET /v1/lag) judge over
+    the full window.
 
     \b
     Freshness: p50/p95/p99 of indexed_ts - source_ts over the features records of the last
@@ -118,12 +119,12 @@ def lag(
     settings = LagSettings()
     if groups:
         settings.lag = settings.lag.model_copy(update={"groups": list(groups), "discover_groups": False})
+    gap_s = interval or (WATCH_INTERVAL_S if watch else ONE_SHOT_GAP_S)
+    if not watch:  # two samples are all the history there is: judge progress over their gap
+        settings.lag = settings.lag.model_copy(update={"window_s": min(settings.lag.window_s, gap_s)})
     monitor = LagMonitor(settings, freshness=not no_freshness)
     try:
-        if watch:
-            code = _watch(monitor, as_json, interval or WATCH_INTERVAL_S)
-        else:
-            code = _once(monitor, as_json, interval or ONE_SHOT_GAP_S)
+        code = _watch(monitor, as_json, gap_s) if watch else _once(monitor, as_json, gap_s)
     except KafkaUnavailable as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         code = EXIT_ERROR

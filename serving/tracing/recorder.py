@@ -112,7 +112,9 @@ class RequestTrace:
         if not self.enabled:
             return
         self.fields["chunks_used"] = [
-            TraceChunk(n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title)
+            TraceChunk.model_construct(
+                n=i + 1, doc_id=h.doc_id, version=h.version, chunk_index=h.chunk_index, title=h.title
+            )
             for i, h in enumerate(chunks)
         ]
 
@@ -131,7 +133,8 @@ class RequestTrace:
 
 
 def _candidate(c: Any) -> TraceCandidate:
-    return TraceCandidate(
+    # Built from the retriever's own typed records on every request: constructed, not re-validated.
+    return TraceCandidate.model_construct(
         doc_id=c.doc_id,
         version=c.version,
         chunk_index=getattr(c, "chunk_index", None),

@@ -19,8 +19,17 @@ class TraceStore:
         lookback_s: float,
         on_failure: Callable[[str], None] | None = None,
     ) -> None:
-        self.writer = EventWriter(conf, topic, "streamrag-api-traces", on_failure=on_failure, linger_ms=50)
-        self.view: TopicView[TraceRecord] = TopicView(conf, topic, TraceRecord, capacity, lookback_s)
+        # Large, compressed batches: traces are several kB each and nobody waits for them.
+        self.writer = EventWriter(
+            {**conf, "compression.type": "lz4", "batch.size": 1_000_000},
+            topic,
+            "streamrag-api-traces",
+            on_failure=on_failure,
+            linger_ms=500,
+        )
+        self.view: TopicView[TraceRecord] = TopicView(
+            conf, topic, TraceRecord, capacity, lookback_s, write_once=True
+        )
 
     def start(self) -> None:
         self.view.start()

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -70,8 +71,15 @@ class ServerStore:
         self.write_consistency_factor = write_consistency_factor
         self.shard_number = shard_number
         # check_compatibility: a background version probe that warns; `check_version` asks instead.
+        if grpc_port is None:  # Qdrant's own layout (6333 HTTP, 6334 gRPC), which the local stack keeps
+            grpc_port = (urlsplit(url).port or 6333) + 1
         self.client = QdrantClient(
-            url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+            url=url,
+            api_key=api_key,
+            timeout=int(timeout_s),
+            check_compatibility=False,
+            prefer_grpc=prefer_grpc,
+            grpc_port=grpc_port,
         )
         self._read: Any = write_consistency_factor if replication_factor > 1 else None
 
@@ -140,6 +148,10 @@ class ServerStore:
                 if exc.status_code == 404:
                     return None
                 raise
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise
             vectors = info.config.params.vectors
             if isinstance(vectors, dict):
                 return {k: v.size for k, v in vectors.items()}
@@ -182,6 +194,9 @@ class ServerStore:
         except UnexpectedResponse as exc:
             if exc.status_code not in (400, 409) or "already exists" not in _detail(exc):
                 raise  # another process created it meanwhile: done
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS and "already exists" not in str(exc):
+                raise
 
     def exists(self, name: str) -> bool:
         return bool(self._call("collection exists", name, lambda: self.client.collection_exists(name)))

@@ -341,11 +341,29 @@ def test_end_of_input_waits_for_the_slice_in_flight_on_a_real_thread() -> None:
     assert sorted(seqs(out + rest)) == [0, 1] and discard and sum(emb.calls) == 11
 
 
+class _Recorded:
+    """A future that records how long each caller was willing to wait for it (its timeouts)."""
+
+    def __init__(self, inner: Future[Any], waits: list[float | None]) -> None:
+        self._inner, self._waits = inner, waits
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._waits.append(timeout)
+        return self._inner.result(timeout)
+
+    def done(self) -> bool:
+        return self._inner.done()
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self._inner.add_done_callback(lambda _f: fn(self))
+
+
 def test_only_the_turn_of_the_oldest_slice_in_the_model_waits_for_it() -> None:
     """Two partitions share the model; the model finishes slices first in, first out, so the
-    younger slice's turn returns at once (the worker goes on) and the oldest's waits for it."""
+    younger slice's turn does not wait (the worker goes on) and the oldest's waits up to wait_s.
+
+    The waits are read from the timeouts the queues pass to the futures, not timed."""
     import threading
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     gates = {0: threading.Event(), 1: threading.Event()}
@@ -357,9 +375,15 @@ def test_only_the_turn_of_the_oldest_slice_in_the_model_waits_for_it() -> None:
             gates[len(texts) % 2].wait(5)  # partition 0's slice has 4 chunks, partition 1's 3
             return super().encode_tokenised(texts, token_ids)
 
+    waits: list[float | None] = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return _Recorded(super().submit(fn, *args, **kwargs), waits)
+
     emb = Gated()
     inflight = InFlight()
-    with ThreadPoolExecutor(2) as ex:
+    with Recording(2) as ex:
         queues = [
             EmbedQueue(
                 lambda w: EmbedJob(w, emb),
@@ -374,19 +398,23 @@ def test_only_the_turn_of_the_oldest_slice_in_the_model_waits_for_it() -> None:
         assert queues[0].on_batch([batch(0, 4)]) == ([], False)  # handed over: the oldest
         assert queues[1].on_batch([batch(0, 3, partition=1)]) == ([], False)
         assert len(inflight) == 2
-        t = time.perf_counter()
+        waits.clear()
         assert queues[1].on_notify() == ([], False)  # the younger's turn: no wait, the worker goes on
-        assert time.perf_counter() - t < 0.3
-        t = time.perf_counter()
-        assert queues[0].on_notify() == ([], False)  # the oldest's turn: waits wait_s for it
-        assert time.perf_counter() - t >= 0.45
-        threading.Timer(0.05, gates[0].set).start()
-        t = time.perf_counter()
-        done, discard = queues[0].on_notify()  # and is back as soon as it is done
-        assert seqs(done) == [0] and discard and time.perf_counter() - t < 0.4
+        assert waits == [0.0]
+        assert queues[0].on_notify() == ([], False)  # the oldest's turn: waits up to wait_s for it
+        assert waits == [0.0, 0.5]
+        gates[0].set()
+        done, discard = [], False
+        while not done:  # each turn waits up to wait_s; the slice is back once the model is done
+            done, discard = queues[0].on_notify()
+        assert seqs(done) == [0] and discard
         assert len(inflight) == 1  # partition 1's slice is now the oldest: its turn waits for it
-        threading.Timer(0.05, gates[1].set).start()
-        done, discard = queues[1].on_notify()
+        waits.clear()
+        gates[1].set()
+        done = []
+        while not done:
+            done, discard = queues[1].on_notify()
+        assert waits[0] == 0.5
         assert seqs(done) == [0] and done[0].partition == 1 and discard
     assert len(inflight) == 0
 
