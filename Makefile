@@ -58,7 +58,8 @@ test-unit: setup ## Only the tests of pure logic (no stack)
 lint: setup ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy streamrag stack producers streams consumers serving training bench
+	$(BIN)/mypy app streamrag stack producers streams consumers serving training bench
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see app/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
@@ -433,7 +433,7 @@ def run_through_kafka(
         update={
             "source_topics": [topic],
             "cdc_topics": [],
-            "group_id": group,
+            "pipeline_group": group,
             "qdrant": bench_qdrant(tmp),
             "features_topic": None,
         }

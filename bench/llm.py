@@ -73,9 +73,9 @@ def engine_one(llm: object, messages: list[dict[str, str]], max_new_tokens: int)
 def main(pairs: int, max_new_tokens: int, concurrency: int) -> None:
     from llama_cpp import Llama
 
+    from serving.llm.launch import start_llm
     from serving.llm.server import model_file
     from serving.retrieval.search import QueryEncoder
-    from streamrag.embedded import start_llm
 
     allow_self_hosted_inference()
     settings = LLMServerSettings()

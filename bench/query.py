@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see app/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
@@ -42,11 +42,11 @@ from bench.http1 import Connection
 from bench.ingest import Progress, cpu_seconds, forget, load_corpus, make_events, new_topic
 from producers.publisher import Publisher
 from serving.api.app import build_state
+from serving.llm.launch import start_llm
 from serving.retrieval.search import rank, tenant_filter
 from serving.settings import ApiSettings
 from streamrag.config import QdrantSettings
 from streamrag.contracts import IndexSchema as S
-from streamrag.embedded import start_llm
 from streams.embed import Embedder
 from streams.runner import start_in_thread
 from streams.settings import PipelineSettings
@@ -84,7 +84,7 @@ def index_corpus(corpus: Any, model_path: Path | None) -> tuple[QdrantSettings, 
     client = qdrant.store()
     running = start_in_thread(
         base.model_copy(
-            update={"source_topics": [topic], "cdc_topics": [], "group_id": group, "qdrant": qdrant}
+            update={"source_topics": [topic], "cdc_topics": [], "pipeline_group": group, "qdrant": qdrant}
         ),
         store=client,
         embedder=embedder,
@@ -121,7 +121,7 @@ def start_api(
     if query_threads:
         env["STREAMRAG_QUERY_TORCH_THREADS"] = str(query_threads)
     api = subprocess.Popen(
-        [sys.executable, "-c", "from streamrag.cli import main; main()", "serve", "--no-pipeline", "--no-llm",
+        [sys.executable, "-c", "from app.cli import main; main()", "serve", "--no-pipeline", "--no-llm",
          "--port", str(api_port)],
         env=env,
     )  # fmt: skip

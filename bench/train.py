@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see streamrag/cli.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the streamrag CLI sets it (see app/cli.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.dataset import Chunk, Pair, make_pairs, split_pairs
@@ -32,9 +32,9 @@ from training.settings import TrainingOptions
 
 def corpus_pairs(docs: int, opts: TrainingOptions) -> list[Pair]:
     from serving.eval.corpus import build_corpus
+    from streamrag.sentence_model import default_model_path
     from streams.chunk import Chunker, ChunkingConfig
     from streams.clean import clean_text
-    from streams.embed import default_model_path
 
     chunker = Chunker.from_model_path(str(default_model_path()), ChunkingConfig())
     chunks = []
@@ -67,7 +67,7 @@ def main() -> int:
     if args.model_path:
         base = args.model_path
     else:
-        from streams.embed import default_model_path
+        from streamrag.sentence_model import default_model_path
 
         base = default_model_path()
     print(f"pairs: {len(pairs)} ({len(train)} train, {len(heldout)} held out); epochs {args.epochs}, "

@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from serving.guardrails.policy import GuardrailSettings
 from streamrag.config import CommonSettings
-from streamrag.contracts import Groups, Topics
+from streamrag.contracts import Topics
 
 
 class ApiSettings(CommonSettings):
@@ -88,7 +88,6 @@ class ApiSettings(CommonSettings):
         "(small models otherwise loop).",
     )
     # Read-your-writes
-    pipeline_group: str = Groups.PIPELINE
     source_topics: list[str] = Field(
         default_factory=lambda: list(Topics.SOURCES),
         description="Topics the pipeline indexes (valid read-your-writes positions).",

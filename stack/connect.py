@@ -10,8 +10,8 @@ import httpx
 
 from stack.kafka import java_command
 from stack.maven import jars_dir
-from stack.process import Managed, answers_200, port_open, wait_until
 from stack.settings import StackSettings
+from streamrag.process import Managed, answers_200, port_open, wait_until
 
 
 def managed(settings: StackSettings) -> Managed:

@@ -13,9 +13,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stack.errors import StackError
 from stack.maven import classpath
-from stack.process import Managed, port_open, wait_until
 from stack.settings import StackSettings
 from streamrag.contracts import Topics
+from streamrag.process import Managed, port_open, wait_until
 
 #: Topic -> extra topic configs. Source topics are the system of record: compacted, kept forever.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {

@@ -110,7 +110,7 @@ def status(settings: StackSettings) -> list[ComponentStatus]:
 
 def _qdrant_status(url: str | None, path: str) -> ComponentStatus:
     if url:
-        from stack.process import answers_200
+        from streamrag.process import answers_200
 
         healthy = answers_200(f"{url.rstrip('/')}/readyz", timeout_s=3)
         return ComponentStatus("qdrant", url, healthy, "server (STREAMRAG_QDRANT_URL)")

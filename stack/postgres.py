@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 
 from stack.errors import StackError
-from stack.process import Managed, port_open, wait_until
 from stack.settings import StackSettings
+from streamrag.process import Managed, port_open, wait_until
 
 INSTALL_HINT = "apt-get install -y postgresql  (Debian/Ubuntu), then run the command again"
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 
 from stack.errors import StackError
-from stack.process import Managed, answers_200, wait_until
 from streamrag.config import project_root
+from streamrag.process import Managed, answers_200, wait_until
 
 VERSION = "1.18.3"
 ARCHIVE = f"qdrant-{VERSION}-x86_64-linux.xz"

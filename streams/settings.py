@@ -8,15 +8,20 @@ from typing import Literal
 from pydantic import Field
 
 from streamrag.config import CommonSettings
-from streamrag.contracts import Groups, Topics
+from streamrag.contracts import Topics
 
 
 class PipelineSettings(CommonSettings):
     """One typed model for the pipeline deployable. Env: ``STREAMRAG_PIPELINE_<FIELD>`` is not used;
     every field is ``STREAMRAG_<FIELD>`` like the shared ones."""
 
-    group_id: str = Field(default=Groups.PIPELINE, description="Consumer group whose offsets show progress.")
     source_topics: list[str] = Field(default_factory=lambda: list(Topics.SOURCES))
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group the pipeline commits as (``pipeline_group``, declared once in the core)."""
+        return self.pipeline_group
+
     cdc_topics: list[str] = Field(
         default_factory=lambda: [Topics.CDC_DOCUMENTS], description="Topics holding Debezium envelopes."
     )

@@ -1,6 +1,6 @@
 """``streamrag models``, ``streamrag index`` and ``streamrag train``: the training pipeline's commands.
 
-Three click groups, attached to the main CLI by :mod:`streamrag.cli`. Heavy imports (MLflow,
+Three click groups, attached to the main CLI by :mod:`app.cli`. Heavy imports (MLflow,
 torch, the pipeline) happen inside the commands, so ``--help`` stays instant.
 """
 

@@ -243,7 +243,7 @@ class ModelRegistry:
             return None
 
     def base_model(self) -> ModelRef:
-        from streams.embed import default_model_path
+        from streamrag.sentence_model import default_model_path
 
         reg = self.settings.registry
         return ModelRef(

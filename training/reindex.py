@@ -53,7 +53,7 @@ def pipeline_settings(
     )
     return base.model_copy(
         update={
-            "group_id": Groups.reindex(model.pipeline_version),
+            "pipeline_group": Groups.reindex(model.pipeline_version),
             "embedding_model_path": model.path,
             "embedding_model_version": model.pipeline_version,
             "embedding_model_id": model.model_id,
@@ -67,7 +67,7 @@ def pipeline_settings(
 def pipeline_env(settings: PipelineSettings) -> dict[str, str]:
     """The variables that make ``streamrag pipeline run`` continue the shadow build as the live pipeline."""
     return {
-        "STREAMRAG_GROUP_ID": settings.group_id,
+        "STREAMRAG_PIPELINE_GROUP": settings.group_id,
         "STREAMRAG_EMBEDDING_MODEL_PATH": str(settings.embedding_model_path),
         "STREAMRAG_EMBEDDING_MODEL_VERSION": settings.embedding_model_version,
         "STREAMRAG_EMBEDDING_MODEL_ID": settings.embedding_model_id,

@@ -113,11 +113,6 @@ class TrainingSettings(CommonSettings):
         default_factory=lambda: list(Topics.SOURCES),
         validation_alias=AliasChoices("STREAMRAG_SOURCE_TOPICS", "source_topics"),
     )
-    pipeline_group: str = Field(
-        default=Groups.PIPELINE,
-        validation_alias=AliasChoices("STREAMRAG_GROUP_ID", "pipeline_group"),
-        description="The live pipeline's group, whose offsets a data snapshot records.",
-    )
 
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"

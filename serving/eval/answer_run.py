@@ -81,7 +81,7 @@ def answer_report(
     corpus: Any, retriever: Any, n: int, unanswerable: list[Any], original: dict[str, str], echo: Any = print
 ) -> AnswerReport:
     """Answer ``n`` answerable questions (Debian FAQ and man pages alternating) and the unanswerable ones."""
-    from streamrag.embedded import start_llm
+    from serving.llm.launch import start_llm
 
     settings = ApiSettings()
     server = None if settings.tgi_url else start_llm(settings.llm_port)

@@ -53,7 +53,7 @@ def index_corpus(documents: Sequence[Any], qdrant: QdrantSettings, echo: Any = p
         pub.publish_many(events)
     client = qdrant.store()
     settings = base.model_copy(update={"source_topics": [topic], "cdc_topics": [], "qdrant": qdrant,
-                                       "group_id": f"eval-{uuid.uuid4().hex[:8]}", "stop_when_idle_s": 5.0})  # fmt: skip
+                                       "pipeline_group": f"eval-{uuid.uuid4().hex[:8]}", "stop_when_idle_s": 5.0})  # fmt: skip
     started = time.perf_counter()
     running = start_in_thread(settings, store=client)
     while running.alive():

@@ -52,6 +52,7 @@ from serving.lag.status import (
     evaluate_partition,
     worst,
 )
+from streamrag.contracts import Groups
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,11 @@ class LagMonitor:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.rules = StatusRules(window_s=self.options.window_s, stopped_after_s=self.options.stopped_after_s)
         self._clock = clock
-        self._fixed_groups = list(dict.fromkeys([*self.options.groups, *groups]))
+        # The pipeline's group is one setting of the core: the default list names it by that setting.
+        configured = [
+            self.settings.pipeline_group if g == Groups.PIPELINE else g for g in self.options.groups
+        ]
+        self._fixed_groups = list(dict.fromkeys([*configured, *groups]))
         self._requested: OrderedDict[str, None] = OrderedDict()
         self._reader = OffsetReader(self.settings.kafka, self.options.request_timeout_s, clock)
         self._tracker = (

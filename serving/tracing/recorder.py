@@ -101,8 +101,9 @@ class RequestTrace:
     def set(self, **fields: Any) -> None:
         self.fields.update(fields)
 
-    def retrieval(self, candidates: Iterable[Any], results: Iterable[Any], limit: int = 50) -> None:
-        """Record the fused candidates and the returned hits (anything with the score fields)."""
+    def retrieval(self, candidates: Iterable[Any], results: Iterable[Any], limit: int = 20) -> None:
+        """Record the best ``limit`` fused candidates and the returned hits (anything with the score
+        fields). 20 covers every k a request may ask for up to 20 with the candidates it beat."""
         if not self.enabled:
             return
         self.fields["candidates"] = [_candidate(c) for c in list(candidates)[:limit]]
@@ -129,7 +130,9 @@ class RequestTrace:
         if not self._ended:
             self.root.end()
             self._ended = True
-        return TraceRecord(**self.fields, error=error, ts=utcnow())
+        # Built from this process's own typed values on every request: constructed, not validated
+        # again (a stored or fetched trace is validated when it is read back).
+        return TraceRecord.model_construct(**self.fields, error=error, ts=utcnow())
 
 
 def _candidate(c: Any) -> TraceCandidate:

@@ -31,9 +31,10 @@ KEYS = {"key-a": TENANT, "key-b": OTHER}
 
 @pytest.fixture(scope="module")
 def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from app.embedded import Embedded, serve_in_thread
     from serving.api.app import build_state, create_app
+    from serving.llm.launch import start_llm
     from serving.settings import ApiSettings
-    from streamrag.embedded import Embedded, serve_in_thread, start_llm
     from streams.runner import start_in_thread
     from streams.settings import PipelineSettings
 
@@ -203,16 +204,23 @@ def test_generator_down_is_a_503_on_answer_while_search_keeps_working(
 ) -> None:
     from serving.generation.client import Generator
 
-    doc = f"gendown-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    doc = f"gendown-{tag}"
+    # Its own island per run: both parametrisations index the same kind of row, and the same text
+    # twice would tie in the ranking.
     version = upsert_row(
-        api["dsn"], TENANT, doc, "Ferries", "The ferry to Vashon leaves every forty minutes."
+        api["dsn"], TENANT, doc, "Ferries", f"The ferry to Vashon{tag} leaves every forty minutes."
     )
     fresh = {"doc_id": doc, "min_version": version, "timeout_s": 60}
     state = api["state"]
     running = state.generator
     state.generator = Generator(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     try:
-        body = {"query": "How often does the ferry to Vashon leave?", "stream": stream, "freshness": fresh}
+        body = {
+            "query": f"How often does the ferry to Vashon{tag} leave?",
+            "stream": stream,
+            "freshness": fresh,
+        }
         answer = httpx.post(f"{api['url']}/v1/answer", json=body, headers={"X-API-Key": "key-a"}, timeout=120)
         search = httpx.post(
             f"{api['url']}/v1/search",

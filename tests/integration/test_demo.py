@@ -20,7 +20,7 @@ from serving.eval.answers import cited, loops, words
 def test_demo_answers_with_citations_and_follows_update_and_delete(stack: Any, tmp_path: Path) -> None:
     env = {**os.environ, "STREAMRAG_QDRANT__PATH": str(tmp_path / "qdrant"), "STREAMRAG_LOG_LEVEL": "WARNING"}
     out = subprocess.run(
-        [sys.executable, "-c", "from streamrag.cli import main; main()", "demo"],
+        [sys.executable, "-c", "from app.cli import main; main()", "demo"],
         env=env,
         capture_output=True,
         text=True,

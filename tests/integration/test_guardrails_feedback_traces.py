@@ -68,10 +68,11 @@ def _read_topic(conf: dict[str, Any], topic: str) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from app.embedded import Embedded, serve_in_thread
     from serving.api.app import build_state, create_app
     from serving.guardrails.policy import GuardrailSettings
+    from serving.llm.launch import start_llm
     from serving.settings import ApiSettings
-    from streamrag.embedded import Embedded, serve_in_thread, start_llm
     from streams.runner import start_in_thread
     from streams.settings import PipelineSettings
 
@@ -378,7 +379,7 @@ def test_feedback_is_an_acknowledged_event_rated_once_per_request(api: dict[str,
 def test_ask_prints_the_trace_and_rates_the_answer(
     api: dict[str, Any], planted: list[tuple[str, str, str]]
 ) -> None:
-    from serving.cli import ask
+    from app.serving_cli import ask
 
     result = CliRunner().invoke(
         ask,

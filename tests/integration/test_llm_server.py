@@ -17,8 +17,8 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from serving.llm.client import allow_self_hosted_inference
+from serving.llm.launch import start_llm
 from serving.llm.weights import DEFAULT_MODEL, MODELS, WeightsNotAvailableError, ensure_weights, piece_paths
-from streamrag.embedded import start_llm
 from tests.utils.net import free_port
 
 pytestmark = pytest.mark.timeout(600)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from streamrag.cli import main
+from app.cli import main
 from streamrag.config import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]

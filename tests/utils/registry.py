@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from streams.embed import default_model_path
+from streamrag.sentence_model import default_model_path
 from training.registry import ModelRegistry
 
 

@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.errors import StackError
+
+class ProcessError(RuntimeError):
+    """A child process cannot be started or did not become ready; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,9 @@ def wait_until(
         if check():
             return
         if proc is not None and proc.pid() is None:
-            raise StackError(
+            raise ProcessError(
                 f"{proc.name} exited while waiting for {what}. Last log lines:\n{proc.log_tail()}"
             )
         time.sleep(every_s)
     tail = f"\nLast log lines of {proc.name}:\n{proc.log_tail()}" if proc else ""
-    raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
+    raise ProcessError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")

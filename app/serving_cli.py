@@ -53,10 +53,11 @@ def serve(
     """
     import uvicorn
 
+    from app.embedded import Embedded, start_pipeline, start_training
     from serving.api.app import build_state, create_app
+    from serving.llm.launch import start_llm
     from serving.settings import ApiSettings
     from streamrag.config import configure_logging
-    from streamrag.embedded import Embedded, start_llm, start_pipeline, start_training
 
     settings = ApiSettings(**{k: v for k, v in (("host", host), ("port", port)) if v is not None})  # type: ignore[arg-type]
     configure_logging(settings.log_level)

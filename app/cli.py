@@ -158,9 +158,9 @@ def demo(n_docs: int, question: str | None) -> None:
     pipeline into embedded Qdrant; a question answered by the local LLM, streamed with citations;
     then an UPDATE and a DELETE followed exactly by the index.
     """
+    from app.embedded import demo as run_demo
     from stack.errors import StackError
     from streamrag.config import configure_logging
-    from streamrag.embedded import demo as run_demo
 
     configure_logging("WARNING")
     try:
@@ -187,32 +187,16 @@ def schema(model: str | None) -> None:
 
 
 def _register_subcommands() -> None:
-    """Attach the pipelines' command groups (each module defines a click command)."""
+    """Attach the pipelines' command groups. Imported, not discovered: a broken import anywhere
+    fails every command with its traceback rather than making one command silently vanish."""
+    from app.serving_cli import ask, eval_cmd, lag, llm, serve
+    from consumers.cli import consumers
     from producers.cli import db, publish
+    from streams.cli import pipeline
+    from training.cli import index, models, train
 
-    main.add_command(publish)
-    main.add_command(db)
-    for module, name in (
-        ("streams.cli", "pipeline"),
-        ("serving.cli", "serve"),
-        ("serving.cli", "ask"),
-        ("serving.cli", "llm"),
-        ("serving.cli", "eval_cmd"),
-        ("serving.cli", "lag"),
-        ("consumers.cli", "consumers"),
-        ("training.cli", "models"),
-        ("training.cli", "index"),
-        ("training.cli", "train"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(module.split(".")[0]):
-                continue  # that pipeline is not part of this build
-            raise
-        command = getattr(mod, name, None)
-        if command is not None:
-            main.add_command(command)
+    for command in (publish, db, pipeline, serve, ask, llm, eval_cmd, lag, consumers, models, index, train):
+        main.add_command(command)
 
 
 _register_subcommands()

@@ -9,14 +9,12 @@ This module composes the pipelines; none of them imports it.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("streamrag.embedded")
+log = logging.getLogger("streamrag.app")
 
 
 @dataclass
@@ -27,7 +25,7 @@ class Embedded:
     servers: list[Any] = field(default_factory=list)
     """uvicorn servers in threads of this process."""
     processes: list[Any] = field(default_factory=list)
-    """Child processes (:class:`stack.process.Managed`), e.g. the LLM server."""
+    """Child processes (:class:`streamrag.process.Managed`), e.g. the LLM server."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -77,7 +75,7 @@ def serve_in_thread(
     """Run a uvicorn server in a daemon thread and wait until ``ready_path`` answers 200."""
     import uvicorn
 
-    from stack.process import answers_200, wait_until
+    from streamrag.process import answers_200, wait_until
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threading.Thread(target=server.run, name=name, daemon=True).start()
@@ -85,32 +83,6 @@ def serve_in_thread(
         lambda: answers_200(f"http://{host}:{port}{ready_path}"), f"{name} on {host}:{port}", timeout_s
     )
     return server
-
-
-def start_llm(port: int, run_dir: Path | None = None, timeout_s: float = 180.0) -> Any:
-    """Start the generator (``streamrag llm serve``) as a child process on 127.0.0.1:``port``.
-
-    Returns its :class:`stack.process.Managed` (``stop()`` ends it) once ``/health`` answers; its pid
-    and log files are ``llm-<port>.pid/.log`` under ``run_dir`` (default: the data dir). A child,
-    not a thread, so a crash or a slow load of the model never takes the API down with it.
-    """
-    from serving.llm.settings import LLMServerSettings
-    from stack.process import Managed, answers_200, wait_until
-
-    settings = LLMServerSettings(port=port)
-    run_dir = run_dir or settings.data_dir
-    proc = Managed(f"the LLM server on :{port}", run_dir / f"llm-{port}.pid", run_dir / f"llm-{port}.log")
-    log.info("starting the generator (llama.cpp, %s) on 127.0.0.1:%d ...", settings.model_alias, port)
-    proc.start(
-        [sys.executable, "-m", "serving.llm.cli", "serve"],
-        env={"STREAMRAG_LLM_PORT": str(port), "STREAMRAG_LLM_HOST": "127.0.0.1"},
-    )
-    try:
-        wait_until(lambda: answers_200(f"http://127.0.0.1:{port}/health"), "its /health", timeout_s, proc)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
 
 
 DEMO_QUESTION_DOC = "debian-faq/basic-defs#whatisdebian"
@@ -132,6 +104,7 @@ def demo(n_docs: int = 40, question: str | None = None, echo: Any = print) -> in
 
     from serving.api.app import build_state, create_app
     from serving.eval.corpus import build_corpus
+    from serving.llm.launch import start_llm
     from serving.settings import ApiSettings
     from stack.manager import up
     from stack.settings import StackSettings
