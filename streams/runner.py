@@ -23,7 +23,7 @@ def run(
     addresses: list[str] | None = None,
 ) -> None:
     """Run until stopped (or, with ``stop_when_idle_s``, until every partition is idle)."""
-    from bytewax._bytewax import cli_main
+    from bytewax.run import cli_main
 
     owned = runtime is None  # then this run opened the store and closes it
     rt = runtime or Runtime.create(settings)

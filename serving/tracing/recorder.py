@@ -52,11 +52,21 @@ class RequestTrace:
             "question": question,
             "filters": dict(filters),
             "rewrites": {},
+            "candidates": [],
+            "results": [],
+            "chunks_used": [],
+            "prompt": None,
             "guardrails": [],
+            "answer": None,
+            "dont_know": False,
             "timings_ms": {},
             "models": {},
+            "collection": None,
             "index_offsets": {},
+            "index_sampled_at": None,
         }
+        # Every field is set here: model_construct would otherwise call each missing field's
+        # default factory through pydantic's signature check (~0.5 ms a request, measured).
         self._ended = False
 
     @property
