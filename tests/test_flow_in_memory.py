@@ -81,7 +81,9 @@ def test_the_whole_flow_indexes_exactly_and_dead_letters_bad_input(runtime: Runt
     c1 = document_event("c", version=3, body="A document deleted below.")
     c_del = document_event("c", version=3, op=Op.DELETE, title="", body="")
     batches = [
-        RawBatch(TOPIC, 0, (event_message(0, 0, a1), message(0, 1, b"{not json"), event_message(0, 2, b1)), seq=0),
+        RawBatch(
+            TOPIC, 0, (event_message(0, 0, a1), message(0, 1, b"{not json"), event_message(0, 2, b1)), seq=0
+        ),
         RawBatch(TOPIC, 1, (event_message(1, 0, c1),), seq=0),
         RawBatch(TOPIC, 0, (event_message(0, 3, a2), event_message(0, 4, b_old)), seq=1),
         RawBatch(TOPIC, 1, (event_message(1, 1, c_del),), seq=1),
