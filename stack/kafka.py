@@ -41,10 +41,37 @@ def _dirs(settings: StackSettings) -> tuple[Path, Path]:
     return root / "server.properties", root / "logs"
 
 
+def _listener(settings: StackSettings) -> tuple[str, list[str]]:
+    """The client listener's name and the broker lines it needs: PLAINTEXT, or SASL_PLAINTEXT with
+    the PLAIN mechanism and the configured user (the broker accepts that one user, and uses it for
+    its own connections too)."""
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return "PLAINTEXT", []
+    if k.security_protocol != "SASL_PLAINTEXT" or (k.sasl_mechanism or "PLAIN") != "PLAIN":
+        raise StackError(
+            f"the local stack runs Kafka with PLAINTEXT or SASL_PLAINTEXT + PLAIN, not {k.security_protocol} "
+            f"{k.sasl_mechanism or ''}; point STREAMRAG_KAFKA__BOOTSTRAP_SERVERS at your own cluster for that"
+        )
+    if not k.sasl_username or k.sasl_password is None:
+        raise StackError("SASL needs STREAMRAG_KAFKA__SASL_USERNAME and STREAMRAG_KAFKA__SASL_PASSWORD")
+    user, password = k.sasl_username, k.sasl_password.get_secret_value()
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
+    )
+    return "SASL_PLAINTEXT", [
+        "sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+    ]
+
+
 def write_config(settings: StackSettings) -> Path:
     config, log_dirs = _dirs(settings)
     host, port = settings.kafka_host_port
     cport = settings.kafka_controller_port
+    name, sasl = _listener(settings)
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(
         "\n".join(
@@ -53,11 +80,12 @@ def write_config(settings: StackSettings) -> Path:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@{host}:{cport}",
-                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-                f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                f"listeners={name}://{host}:{port},CONTROLLER://{host}:{cport}",
+                f"advertised.listeners={name}://{host}:{port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"inter.broker.listener.name={name}",
+                f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{name}:{name}",
+                *sasl,
                 f"log.dirs={log_dirs}",
                 f"num.partitions={settings.kafka.partitions}",
                 "auto.create.topics.enable=false",

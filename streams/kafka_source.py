@@ -56,6 +56,16 @@ class RawBatch:
         return self.messages[-1].offset + 1
 
 
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+"""Group-coordinator errors a starting broker answers with for a few seconds."""
+
+
 def part_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
@@ -243,11 +253,31 @@ class KafkaPartitionedSource(FixedPartitionedSource[RawBatch, int]):
             self._max_bytes,
         )
 
-    def committed_offset(self, topic: str, partition: int) -> int:
-        """The group's committed offset for the partition, or the beginning when none."""
+    def committed_offset(self, topic: str, partition: int, timeout_s: float = 60.0) -> int:
+        """The group's committed offset for the partition, or the beginning when none.
+
+        A broker that is still loading its group coordinator (a fresh or restarted cluster) answers
+        with a retriable error for a few seconds: retried with backoff until ``timeout_s``."""
         consumer = Consumer(self._consumer_conf())
+        deadline = time.monotonic() + timeout_s
+        pause = 0.2
         try:
-            (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=15)
+            while True:
+                try:
+                    (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=15)
+                    break
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    retriable = isinstance(err, KafkaError) and (
+                        err.retriable() or err.code() in _COORDINATOR_NOT_READY
+                    )
+                    if not retriable or time.monotonic() + pause > deadline:
+                        raise
+                    log.info(
+                        "committed offsets of %s:%d not readable yet (%s); retrying", topic, partition, err
+                    )
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
         finally:
             consumer.close()
         return tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
