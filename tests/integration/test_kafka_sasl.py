@@ -18,6 +18,7 @@ from streamrag.config import KafkaSettings, QdrantSettings
 from tests.utils.builders import document_event
 from tests.utils.net import free_port
 from tests.utils.pipeline import wait_caught_up
+from tests.utils.wait import wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -41,9 +42,24 @@ def sasl_kafka(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     kafka_stack.start(settings)
     try:
+        wait_until(lambda: _coordinator_ready(kafka), "the new broker's group coordinator", 60)
         yield settings
     finally:
         kafka_stack.stop(settings)
+
+
+def _coordinator_ready(kafka: KafkaSettings) -> bool:
+    """A fresh broker answers group requests with NOT_COORDINATOR until its offsets topic is loaded."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**kafka.librdkafka(), "group.id": "probe", "enable.auto.commit": False})
+    try:
+        consumer.committed([TopicPartition("probe", 0)], timeout=5)
+        return True
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
 
 
 def test_a_wrong_password_is_refused(sasl_kafka: Any) -> None:
