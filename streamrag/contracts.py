@@ -454,6 +454,38 @@ class IndexSchema:
         return f"{alias}__{model_version}"
 
 
+class ChunkPayload(BaseModel):
+    """The payload of one chunk point: the index contract the pipeline writes
+    (``streams.index_store``) and the API, the trainer and the re-index read. Field names are the
+    payload keys (:class:`IndexSchema` names the ones filters and indexes use). Readers need the
+    required fields; the writer always writes every field."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tenant: str
+    doc_id: str
+    version: int
+    chunk_index: int
+    text: str
+    source_ts: str = Field(description="ISO 8601: when the change happened at the source.")
+    indexed_ts: str = Field(description="ISO 8601: when the pipeline wrote the chunk.")
+    doc_key: str | None = None
+    chunk_count: int | None = None
+    title: str = ""
+    parent_index: int | None = None
+    parent_text: str | None = Field(default=None, description="The section around the chunk (small-to-big).")
+    model_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+
+    @property
+    def parent(self) -> str:
+        return self.parent_text if self.parent_text is not None else self.text
+
+
 def sparse_encode(token_ids: list[int], k1: float = 1.2) -> tuple[list[int], list[float]]:
     """The lexical vector of a text from its tokenizer ids: saturated term frequency per token id.
 

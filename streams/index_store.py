@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streamrag.contracts import ChunkPayload, Op, utcnow
 from streamrag.contracts import IndexSchema as S
-from streamrag.contracts import Op, utcnow
 from streamrag.store import CollectionSpec, Match, Point, SparseVector, VectorStore
 from streams.batch import PreparedDoc
 
@@ -147,26 +147,26 @@ class IndexStore:
                             S.DENSE: list(ch.dense),
                             S.SPARSE: SparseVector(list(ch.sparse_indices), list(ch.sparse_values)),
                         },
-                        payload={
-                            S.TENANT: ev.tenant,
-                            S.DOC_ID: ev.doc_id,
-                            S.DOC_KEY: ev.key,
-                            S.VERSION: ev.version,
-                            S.CHUNK_INDEX: ch.index,
-                            "chunk_count": len(doc.chunks),
-                            "title": doc.title,
-                            S.TEXT: ch.text,
-                            "parent_index": ch.parent_index,
-                            S.PARENT_TEXT: ch.parent_text,
-                            S.SOURCE_TS: ev.source_ts.isoformat(),
-                            S.INDEXED_TS: now,
-                            S.MODEL_ID: self.model_id,
-                            S.METADATA: ev.metadata,
-                            "source": ev.source,
-                            "source_topic": doc.src.topic,
-                            "source_partition": doc.src.partition,
-                            "source_offset": doc.src.offset,
-                        },
+                        payload=ChunkPayload(
+                            tenant=ev.tenant,
+                            doc_id=ev.doc_id,
+                            doc_key=ev.key,
+                            version=ev.version,
+                            chunk_index=ch.index,
+                            chunk_count=len(doc.chunks),
+                            title=doc.title,
+                            text=ch.text,
+                            parent_index=ch.parent_index,
+                            parent_text=ch.parent_text,
+                            source_ts=ev.source_ts.isoformat(),
+                            indexed_ts=now,
+                            model_id=self.model_id,
+                            metadata=ev.metadata,
+                            source=ev.source,
+                            source_topic=doc.src.topic,
+                            source_partition=doc.src.partition,
+                            source_offset=doc.src.offset,
+                        ).model_dump(),
                     )
                 )
         if points:

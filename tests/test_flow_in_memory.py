@@ -109,3 +109,30 @@ def test_the_whole_flow_indexes_exactly_and_dead_letters_bad_input(runtime: Runt
     # The late v0 did not replace v1 (fenced at the fence step or at the write, whichever saw v1 first).
     assert runtime.store.latest([b1.key])[b1.key].version == 1
     assert json.loads(value)["pipeline"]
+
+
+def test_every_chunk_point_carries_the_whole_payload_contract(runtime: Runtime) -> None:
+    from streamrag.contracts import ChunkPayload
+
+    ev = document_event(
+        "p", version=4, title="Ferries", body="The ferry leaves hourly. " * 40, metadata={"k": 1}
+    )
+    run(runtime, [RawBatch(TOPIC, 0, (event_message(0, 0, ev),), seq=0)])
+    store = runtime.store
+    payloads = [pl for _, pl in store.store.scroll(store.collection)]
+    assert len(payloads) >= 2
+    for pl in payloads:
+        assert set(pl) == set(ChunkPayload.model_fields)  # the writer writes every field, nothing else
+        c = ChunkPayload.model_validate(pl)
+        assert (c.tenant, c.doc_id, c.doc_key, c.version, c.title, c.metadata) == (
+            ev.tenant,
+            "p",
+            ev.key,
+            4,
+            "Ferries",
+            {"k": 1},
+        )
+        assert c.source_topic == TOPIC and c.source_offset == 0 and c.parent_text is not None
+    assert sorted(ChunkPayload.model_validate(pl).chunk_index for pl in payloads) == list(
+        range(len(payloads))
+    )

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from streamrag.contracts import Groups, utcnow
+from streamrag.contracts import ChunkPayload, Groups, utcnow
 from streamrag.contracts import IndexSchema as S
 from streamrag.store import Match, VectorStore
 from training.offsets import committed_offsets
@@ -114,17 +114,15 @@ def scroll_chunks(
 ) -> list[Chunk]:
     """Every chunk point of ``collection`` (of one tenant when given), without vectors."""
     where = [Match.eq(S.TENANT, tenant)] if tenant is not None else []
-    return [
-        Chunk(
-            pl[S.DOC_KEY],
-            int(pl[S.VERSION]),
-            int(pl[S.CHUNK_INDEX]),
-            str(pl.get("title") or ""),
-            str(pl[S.TEXT]),
-            str(pl.get(S.INDEXED_TS) or ""),
+    out = []
+    for _, pl in store.scroll(collection, where, page=page):
+        c = ChunkPayload.model_validate(pl)
+        out.append(
+            Chunk(
+                c.doc_key or f"{c.tenant}/{c.doc_id}", c.version, c.chunk_index, c.title, c.text, c.indexed_ts
+            )
         )
-        for _, pl in store.scroll(collection, where, page=page)
-    ]
+    return out
 
 
 def take_snapshot(

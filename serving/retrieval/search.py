@@ -15,8 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from streamrag.contracts import ChunkPayload, sparse_encode
 from streamrag.contracts import IndexSchema as S
-from streamrag.contracts import sparse_encode
 from streamrag.sentence_model import freeze, id_batch, resolve_dtype
 from streamrag.store import Match, Nearest, Scored, SparseVector, VectorStore, Where
 
@@ -362,20 +362,21 @@ def rank(
 def _hit(
     pid: str, pl: dict[str, Any], score: float, dense_score: float | None, sparse_score: float | None = None
 ) -> Hit:
+    c = ChunkPayload.model_validate(pl)
     return Hit(
         point_id=pid,
-        doc_id=pl[S.DOC_ID],
-        tenant=pl[S.TENANT],
-        version=pl[S.VERSION],
-        chunk_index=pl[S.CHUNK_INDEX],
-        text=pl[S.TEXT],
-        parent_text=pl.get(S.PARENT_TEXT, pl[S.TEXT]),
-        title=pl.get("title", ""),
+        doc_id=c.doc_id,
+        tenant=c.tenant,
+        version=c.version,
+        chunk_index=c.chunk_index,
+        text=c.text,
+        parent_text=c.parent,
+        title=c.title,
         score=score,
         dense_score=dense_score,
-        source_ts=pl[S.SOURCE_TS],
-        indexed_ts=pl[S.INDEXED_TS],
-        metadata=pl.get(S.METADATA) or {},
+        source_ts=c.source_ts,
+        indexed_ts=c.indexed_ts,
+        metadata=c.metadata,
         sparse_score=sparse_score,
     )
 

@@ -162,3 +162,14 @@ def test_sparse_encode_saturates_term_frequency() -> None:
     assert idx == [3, 5]
     assert vals[0] == pytest.approx(1.0)
     assert 1.0 < vals[1] < 2.2
+
+
+def test_the_index_schema_names_fields_of_the_chunk_payload() -> None:
+    from streamrag.contracts import ChunkPayload, IndexSchema
+
+    names = {
+        v
+        for k, v in vars(IndexSchema).items()
+        if k.isupper() and k not in ("DENSE", "SPARSE", "REGISTRY_SUFFIX")
+    }
+    assert names <= set(ChunkPayload.model_fields), names - set(ChunkPayload.model_fields)
