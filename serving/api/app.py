@@ -22,7 +22,7 @@ from serving.guardrails.policy import Guardrails
 from serving.retrieval.rerank import build_reranker
 from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
-from serving.tracing.otel import tracer_provider
+from serving.tracing.otel import otlp_configured, tracer_provider
 from serving.tracing.store import TraceStore
 from streamrag.store import StoreError, VectorStore
 
@@ -44,7 +44,10 @@ def build_state(
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     conf = settings.kafka.librdkafka()
-    provider = tracer_provider(span_processor) if settings.tracing else None
+    # Spans only when something receives them (an OTLP endpoint, or a processor handed in): without
+    # one they would be built and dropped on every request. The trace record is kept either way.
+    wants_spans = settings.tracing and (span_processor is not None or otlp_configured())
+    provider = tracer_provider(span_processor) if wants_spans else None
 
     def undelivered(topic: str) -> None:
         metrics.undelivered.labels(topic).inc()

@@ -29,7 +29,7 @@ _NO_TRACER = NoOpTracer()
 def start_trace(
     state: ApiState, request_id: str, tenant: str, endpoint: str, req: SearchRequest
 ) -> RequestTrace:
-    """The request's trace (spans go nowhere and no record is kept when tracing is off)."""
+    """The request's trace: a record when tracing is on, spans when an exporter receives them."""
     return RequestTrace(
         state.tracer or _NO_TRACER,
         request_id,
@@ -37,7 +37,7 @@ def start_trace(
         endpoint,
         req.query,
         req.filters,
-        enabled=state.tracer is not None,
+        enabled=state.settings.tracing,
     )
 
 

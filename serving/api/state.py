@@ -102,7 +102,7 @@ class ApiState:
     queries: QueryLog | None
     guardrails: Guardrails
     tracer: Tracer | None
-    """None: tracing off (no spans, no trace records)."""
+    """None: no spans (tracing off, or no exporter to receive them); records follow ``settings.tracing``."""
     traces: TraceStore | None = None
     feedback: FeedbackStore | None = None
     extras: dict[str, Any] = field(default_factory=dict)
