@@ -447,6 +447,11 @@ class IndexSchema:
     INDEXED_TS: Final = "indexed_ts"
     MODEL_ID: Final = "model_id"
     METADATA: Final = "metadata"
+    TITLE: Final = "title"
+    CHUNK_COUNT: Final = "chunk_count"
+    # Payload fields of a registry point (one per document version and op: the fence).
+    ORDER: Final = "order"
+    OP: Final = "op"
 
     @staticmethod
     def collection_for(alias: str, model_version: str) -> str:

@@ -106,9 +106,9 @@ class IndexStore:
         out: dict[str, list[Registered]] = {}
         if not keys:
             return out
-        fields = [S.DOC_KEY, "order", S.VERSION, "op", "chunk_count", S.INDEXED_TS]
+        fields = [S.DOC_KEY, S.ORDER, S.VERSION, S.OP, S.CHUNK_COUNT, S.INDEXED_TS]
         for _, pl in self._scan(self.registry, keys, fields):
-            entry = Registered(pl["order"], pl[S.VERSION], Op(pl["op"]), pl["chunk_count"], pl[S.INDEXED_TS])
+            entry = Registered(pl[S.ORDER], pl[S.VERSION], Op(pl[S.OP]), pl[S.CHUNK_COUNT], pl[S.INDEXED_TS])
             out.setdefault(pl[S.DOC_KEY], []).append(entry)
         return out
 
@@ -184,9 +184,9 @@ class IndexStore:
                         S.TENANT: ev.tenant,
                         S.DOC_ID: ev.doc_id,
                         S.VERSION: ev.version,
-                        "op": ev.op.value,
-                        "order": order,
-                        "chunk_count": len(doc.chunks),
+                        S.OP: ev.op.value,
+                        S.ORDER: order,
+                        S.CHUNK_COUNT: len(doc.chunks),
                         S.SOURCE_TS: ev.source_ts.isoformat(),
                         S.INDEXED_TS: searchable,
                         "lsn": ev.lsn,

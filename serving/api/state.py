@@ -22,7 +22,7 @@ from serving.retrieval.search import QueryEncoder, Retriever
 from serving.settings import ApiSettings
 from serving.tracing.recorder import RequestTrace
 from serving.tracing.store import TraceStore
-from streamrag.contracts import GuardrailDecision, QueryRecord
+from streamrag.contracts import GuardrailDecision, Op, QueryRecord
 from streamrag.contracts import IndexSchema as S
 from streamrag.store import Match, VectorStore
 
@@ -140,16 +140,16 @@ class ApiState:
         registry = self.physical_collection() + S.REGISTRY_SUFFIX
         if not self.store.exists(registry):
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
-        fields = ["order", "op", S.VERSION, "chunk_count", S.INDEXED_TS]
+        fields = [S.ORDER, S.OP, S.VERSION, S.CHUNK_COUNT, S.INDEXED_TS]
         payloads = [pl for _, pl in self.store.scroll(registry, [Match.eq(S.DOC_KEY, key)], fields)]
         if not payloads:
             return {"indexed_version": None, "deleted": False, "chunk_count": 0, "indexed_at": None}
-        top = max(payloads, key=lambda pl: pl["order"])
-        deleted = top["op"] == "delete"
+        top = max(payloads, key=lambda pl: pl[S.ORDER])
+        deleted = top[S.OP] == Op.DELETE.value
         return {
             "indexed_version": top[S.VERSION],
             "deleted": deleted,
-            "chunk_count": 0 if deleted else top["chunk_count"],
+            "chunk_count": 0 if deleted else top[S.CHUNK_COUNT],
             "indexed_at": top[S.INDEXED_TS],
         }
 

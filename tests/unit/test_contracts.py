@@ -170,6 +170,6 @@ def test_the_index_schema_names_fields_of_the_chunk_payload() -> None:
     names = {
         v
         for k, v in vars(IndexSchema).items()
-        if k.isupper() and k not in ("DENSE", "SPARSE", "REGISTRY_SUFFIX")
+        if k.isupper() and k not in ("DENSE", "SPARSE", "REGISTRY_SUFFIX", "ORDER", "OP")
     }
     assert names <= set(ChunkPayload.model_fields), names - set(ChunkPayload.model_fields)
