@@ -14,6 +14,7 @@ from serving.api.models import Chunk, ErrorBody, SearchRequest
 from serving.api.state import ApiState
 from serving.retrieval.expansion import expand, self_query
 from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse
+from serving.settings import ApiSettings
 from serving.tracing.recorder import RequestTrace
 from streamrag.contracts import QueryRecord, utcnow
 
@@ -54,6 +55,19 @@ async def finish_trace(state: ApiState, trace: RequestTrace, error: str | None =
         state.traces.record(record)
 
 
+def _self_query(req: SearchRequest, s: ApiSettings) -> bool:
+    return req.self_query if req.self_query is not None else s.self_query
+
+
+def _expand(req: SearchRequest, s: ApiSettings) -> bool:
+    return req.expand if req.expand is not None else s.query_expansion
+
+
+def wants_rewrites(req: SearchRequest, s: ApiSettings) -> bool:
+    """Whether the request's query goes to the generator to be rewritten (expansion, self-query)."""
+    return _self_query(req, s) or _expand(req, s)
+
+
 async def retrieve(
     state: ApiState, req: SearchRequest, tenant: str, trace: RequestTrace, rewrites_allowed: bool = True
 ) -> SearchResult:
@@ -81,14 +95,14 @@ async def retrieve(
     filters: dict[str, Any] = dict(req.filters)
     queries = [req.query]
     rewrite_ms: dict[str, float] = {}
-    if rewrites_allowed and (req.self_query if req.self_query is not None else s.self_query):
+    if rewrites_allowed and _self_query(req, s):
         t = time.perf_counter()
         with trace.step("self_query"):
             extracted = await self_query(state.generator, req.query, s.self_query_fields)
         filters = {**extracted, **filters}  # explicit filters win over extracted ones
         trace.fields["rewrites"]["self_query"] = extracted
         rewrite_ms["self_query_ms"] = (time.perf_counter() - t) * 1000
-    if rewrites_allowed and (req.expand if req.expand is not None else s.query_expansion):
+    if rewrites_allowed and _expand(req, s):
         t = time.perf_counter()
         with trace.step("expand"):
             rewritten = await expand(state.generator, req.query)

@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from streamrag.config import QdrantSettings
-from streamrag.contracts import Topics
+from tests.utils.api import running_api
 from tests.utils.net import free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -31,63 +28,15 @@ KEYS = {"key-a": TENANT, "key-b": OTHER}
 
 @pytest.fixture(scope="module")
 def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from app.embedded import Embedded, serve_in_thread
-    from serving.api.app import build_state, create_app
-    from serving.llm.launch import start_llm
-    from serving.settings import ApiSettings
-    from streams.runner import start_in_thread
-    from streams.settings import PipelineSettings
-
-    tmp: Path = tmp_path_factory.mktemp("api")
-    group = f"api-pipe-{uuid.uuid4().hex[:8]}"
-    conf = stack.kafka.librdkafka()
-    consumer = Consumer({**conf, "group.id": group})
-    parts = consumer.list_topics(Topics.CDC_DOCUMENTS, timeout=10).topics[Topics.CDC_DOCUMENTS].partitions
-    consumer.commit(
-        offsets=[
-            TopicPartition(
-                Topics.CDC_DOCUMENTS,
-                p,
-                consumer.get_watermark_offsets(TopicPartition(Topics.CDC_DOCUMENTS, p), timeout=10)[1],
-            )
-            for p in parts
-        ],
-        asynchronous=False,
-    )
-    consumer.close()
-    qdrant = QdrantSettings(path=tmp / "q", collection="api")
-    llm_port, api_port = free_port(), free_port()
-    embedded = Embedded()
-    try:
-        embedded.processes.append(start_llm(llm_port, run_dir=tmp))
-        client = qdrant.store()
-        pipe = PipelineSettings(
-            source_topics=[Topics.CDC_DOCUMENTS],
-            group_id=group,
-            qdrant=qdrant,
-            features_topic=None,
-            metrics_port=None,
-            max_wait_s=0.05,
-        )
-        embedded.pipeline = start_in_thread(pipe, store=client)
-        settings = ApiSettings(
-            source_topics=[Topics.CDC_DOCUMENTS],
-            api_keys=KEYS,
-            qdrant=qdrant,
-            pipeline_group=group,
-            port=api_port,
-            llm_port=llm_port,
-            max_new_tokens=24,
-            max_new_tokens_limit=24,
-            queries_topic=None,
-        )
-        state = build_state(settings, store=client)
-        embedded.servers.append(
-            serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
-        )
-        yield {"url": f"http://127.0.0.1:{api_port}", "dsn": stack.postgres.dsn(), "state": state}
-    finally:
-        embedded.stop()
+    with running_api(
+        stack,
+        tmp_path_factory.mktemp("api"),
+        "api",
+        api_keys=KEYS,
+        max_new_tokens=24,
+        max_new_tokens_limit=24,
+    ) as api:
+        yield api
 
 
 def upsert_row(dsn: str, tenant: str, doc_id: str, title: str, body: str) -> int:

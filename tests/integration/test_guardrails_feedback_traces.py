@@ -20,10 +20,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from streamrag.config import QdrantSettings
 from streamrag.contracts import FeedbackEvent, Topics, TraceRecord
 from tests.integration.test_api import parse_sse, upsert_row
 from tests.unit.test_guardrails import ATTACKS
+from tests.utils.api import running_api
 from tests.utils.net import free_port
 from tests.utils.wait import wait_until
 
@@ -34,17 +34,6 @@ OTHER = f"oth{uuid.uuid4().hex[:6]}"
 KEYS = {"key-a": TENANT, "key-b": OTHER}
 A = {"X-API-Key": "key-a"}
 B = {"X-API-Key": "key-b"}
-
-
-def _skip_to_end(conf: dict[str, Any], group: str, topic: str) -> None:
-    consumer = Consumer({**conf, "group.id": group})
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = [
-        TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-        for p in parts
-    ]
-    consumer.commit(offsets=ends, asynchronous=False)
-    consumer.close()
 
 
 def _read_topic(conf: dict[str, Any], topic: str) -> list[tuple[str, bytes]]:
@@ -68,75 +57,43 @@ def _read_topic(conf: dict[str, Any], topic: str) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def api(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from app.embedded import Embedded, serve_in_thread
-    from serving.api.app import build_state, create_app
     from serving.guardrails.policy import GuardrailSettings
-    from serving.llm.launch import start_llm
-    from serving.settings import ApiSettings
-    from streams.runner import start_in_thread
-    from streams.settings import PipelineSettings
 
-    tmp: Path = tmp_path_factory.mktemp("guard")
     conf = stack.kafka.librdkafka()
     traces_topic, feedback_topic = (
         f"test.traces.{uuid.uuid4().hex[:8]}",
         f"test.feedback.{uuid.uuid4().hex[:8]}",
     )
     admin = AdminClient(conf)
-    for fut in admin.create_topics(
-        [
-            NewTopic(t, num_partitions=2, replication_factor=1, config={"cleanup.policy": "compact"})
-            for t in (traces_topic, feedback_topic)
-        ]
-    ).values():
+    compacted = {"cleanup.policy": "compact"}
+    new = [
+        NewTopic(t, num_partitions=2, replication_factor=1, config=compacted)
+        for t in (traces_topic, feedback_topic)
+    ]
+    for fut in admin.create_topics(new).values():
         fut.result(30)
-    group = f"guard-pipe-{uuid.uuid4().hex[:8]}"
-    _skip_to_end(conf, group, Topics.CDC_DOCUMENTS)
-    qdrant = QdrantSettings(path=tmp / "q", collection="guard")
-    llm_port, api_port = free_port(), free_port()
     spans = InMemorySpanExporter()
-    embedded = Embedded()
     try:
-        embedded.processes.append(start_llm(llm_port, run_dir=tmp))
-        client = qdrant.store()
-        pipe = PipelineSettings(
-            source_topics=[Topics.CDC_DOCUMENTS],
-            group_id=group,
-            qdrant=qdrant,
-            features_topic=None,
-            metrics_port=None,
-            max_wait_s=0.05,
-        )
-        embedded.pipeline = start_in_thread(pipe, store=client)
-        settings = ApiSettings(
-            source_topics=[Topics.CDC_DOCUMENTS],
+        with running_api(
+            stack,
+            tmp_path_factory.mktemp("guard"),
+            "guard",
+            span_processor=SimpleSpanProcessor(spans),
             api_keys=KEYS,
-            qdrant=qdrant,
-            pipeline_group=group,
-            port=api_port,
-            llm_port=llm_port,
             max_new_tokens=48,
             max_new_tokens_limit=48,
-            queries_topic=None,
             traces_topic=traces_topic,
             feedback_topic=feedback_topic,
             guardrails=GuardrailSettings(pii_by_tenant={OTHER: []}),
-        )
-        state = build_state(settings, store=client, span_processor=SimpleSpanProcessor(spans))
-        embedded.servers.append(
-            serve_in_thread(create_app(settings, state), "127.0.0.1", api_port, "api", ready_path="/healthz")
-        )
-        yield {
-            "url": f"http://127.0.0.1:{api_port}",
-            "dsn": stack.postgres.dsn(),
-            "state": state,
-            "spans": spans,
-            "conf": conf,
-            "traces_topic": traces_topic,
-            "feedback_topic": feedback_topic,
-        }
+        ) as api:
+            yield {
+                **api,
+                "spans": spans,
+                "conf": conf,
+                "traces_topic": traces_topic,
+                "feedback_topic": feedback_topic,
+            }
     finally:
-        embedded.stop()
         for fut in admin.delete_topics([traces_topic, feedback_topic], operation_timeout=30).values():
             fut.result(30)
 

@@ -158,29 +158,15 @@ async def answer(req: AnswerRequest, state: StateDep, tenant: TenantDep) -> Any:
         if replaced is not None:
             yield _sse("replace", {"text": text, "reason": replaced})
         yield _sse("citations", {"citations": [] if replaced else [c.model_dump() for c in citations]})
-        decisions = [d.model_dump() for d in trace.fields["guardrails"]]
         timings = {
             **result.timings_ms,
             "generate_ms": trace.timings["generate_ms"],
             "ttft_ms": trace.timings["ttft_ms"],
         }
-        yield _sse(
-            "done",
-            {
-                "request_id": request_id,
-                "dont_know": dont_know,
-                "refused": False,
-                "guardrails": decisions,
-                "timings_ms": timings,
-            },
-        )
+        yield _done(request_id, trace, dont_know, False, timings)
         await _record(state, req, tenant, request_id, trace, result, text, dont_know)
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Request-Id": request_id},
-    )
+    return _event_stream(events(), request_id)
 
 
 async def _record(
@@ -233,21 +219,32 @@ async def _refused(
     async def events() -> AsyncIterator[bytes]:
         yield _sse("token", {"text": REFUSAL})
         yield _sse("citations", {"citations": []})
-        decisions = [d.model_dump() for d in trace.fields["guardrails"]]
-        yield _sse(
-            "done",
-            {
-                "request_id": request_id,
-                "dont_know": False,
-                "refused": True,
-                "guardrails": decisions,
-                "timings_ms": dict(trace.timings),
-            },
-        )
+        yield _done(request_id, trace, False, True, dict(trace.timings))
         await _record(state, req, tenant, request_id, trace, None, REFUSAL, False)
 
+    return _event_stream(events(), request_id)
+
+
+def _done(
+    request_id: str, trace: RequestTrace, dont_know: bool, refused: bool, timings: dict[str, float]
+) -> bytes:
+    """The stream's last event: the request id, the guardrail decisions and timings."""
+    decisions = [d.model_dump() for d in trace.fields["guardrails"]]
+    return _sse(
+        "done",
+        {
+            "request_id": request_id,
+            "dont_know": dont_know,
+            "refused": refused,
+            "guardrails": decisions,
+            "timings_ms": timings,
+        },
+    )
+
+
+def _event_stream(events: AsyncIterator[bytes], request_id: str) -> StreamingResponse:
     return StreamingResponse(
-        events(),
+        events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Request-Id": request_id},
     )

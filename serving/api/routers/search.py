@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from serving.api.deps import StateDep, TenantDep
-from serving.api.flow import ERRORS, finish_trace, log_query, retrieve, start_trace, to_chunk
+from serving.api.flow import ERRORS, finish_trace, log_query, retrieve, start_trace, to_chunk, wants_rewrites
 from serving.api.models import SearchRequest, SearchResponse
 from serving.api.state import record_decisions
 
@@ -25,7 +25,8 @@ async def search(req: SearchRequest, state: StateDep, tenant: TenantDep) -> Sear
     try:
         # Search sends nothing to the generator unless the query is rewritten: an injection
         # attempt only loses its rewrites (flagged), its results are the caller's own documents.
-        attempt = state.guardrails.check_question(req.query)
+        # Without rewrites there is nothing to guard, so the rules do not run on this hot path.
+        attempt = state.guardrails.check_question(req.query) if wants_rewrites(req, state.settings) else None
         if attempt is not None:
             record_decisions(
                 state, trace, [attempt.model_copy(update={"action": "flag", "detail": "rewrites skipped"})]
