@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -301,7 +302,59 @@ def _print_citations(citations: list[dict[str, object]]) -> None:
     show_default=True,
     help="Score the retrieval variants (with --answers, --no-retrieval measures only the answers).",
 )
-def eval_cmd(max_docs: int, ks: tuple[int, ...], answers: int, unanswerable: int, retrieval: bool) -> None:
+@click.option(
+    "--study",
+    is_flag=True,
+    help="The retrieval study: every index variant (chunk sizes, word windows, title placement, "
+    "embedder) x every query variant (dense, sparse, weighted/RRF/DBSF hybrids, document scoring, "
+    "parent rerank) on each corpus, as one table.",
+)
+@click.option(
+    "--corpus",
+    "corpus_files",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="With --study: your own corpus, JSON lines of documents {doc_id, title, body} and questions "
+    "{question, relevant: [doc_id, ...]} (repeat for several). Default: the Debian FAQ, man pages "
+    "and Policy Manual.",
+)
+@click.option(
+    "--index-variant",
+    "index_names",
+    multiple=True,
+    help="With --study: only these index variants (repeatable; names as printed).",
+)
+@click.option(
+    "--query-variant",
+    "query_names",
+    multiple=True,
+    help="With --study: only these query variants (repeatable; names as printed).",
+)
+@click.option(
+    "--model-path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --study: also index with this sentence-transformers model (title in every chunk).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --study: append every row as JSON to this file (the table is printed either way).",
+)
+def eval_cmd(
+    max_docs: int,
+    ks: tuple[int, ...],
+    answers: int,
+    unanswerable: int,
+    retrieval: bool,
+    study: bool,
+    corpus_files: tuple[Path, ...],
+    index_names: tuple[str, ...],
+    query_names: tuple[str, ...],
+    model_path: Path | None,
+    out: Path | None,
+) -> None:
     """Evaluate retrieval (dense vs sparse vs hybrid vs hybrid+rerank) on real, self-labelled text.
 
     \b
@@ -311,7 +364,16 @@ def eval_cmd(max_docs: int, ks: tuple[int, ...], answers: int, unanswerable: int
     retriever is scored: recall@k, MRR, nDCG with bootstrap 95% intervals.
       streamrag eval --max-docs 400
       streamrag eval --answers 50      # plus 50 answered + 10 unanswerable questions (~20 s each on 2 cores)
+    \b
+    The retrieval study compares settings on each corpus separately (bench/RESULTS.md holds it for
+    the Debian FAQ, man pages and Policy Manual); run it on your own documents to choose settings:
+      streamrag eval --study --max-docs 300
+      streamrag eval --study --corpus mydocs.jsonl --index-variant "tokens 254/64, title in every chunk"
     """
+    if study:
+        from app.study import run_study_cli
+
+        sys.exit(run_study_cli(max_docs, corpus_files, index_names, query_names, model_path, out, click.echo))
     from serving.eval.live import run_eval
 
     sys.exit(

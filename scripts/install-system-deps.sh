@@ -2,7 +2,7 @@
 # Installs the Debian packages streamrag's local stack and tests need, only those missing.
 # Java + Maven (Kafka, Connect and Debezium jars come from Maven Central), PostgreSQL (the
 # operational database), Chromium (dashboard test), and the real text corpora used for evaluation
-# (the Debian FAQ, man pages), and cmake + g++ for llama-cpp-python's sdist. Idempotent; needs root or sudo for apt-get.
+# (the Debian FAQ, man pages, the Debian Policy Manual), and cmake + g++ for llama-cpp-python's sdist. Idempotent; needs root or sudo for apt-get.
 set -euo pipefail
 
 need=()
@@ -11,6 +11,7 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -d /usr/share/doc/debian-faq ] || need+=(debian-faq)
+[ -d /usr/share/doc/debian-policy/policy.html/_sources ] || need+=(debian-policy)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v man >/dev/null 2>&1 || need+=(man-db)
 [ -d /usr/share/man/man2 ] && ls /usr/share/man/man2 | grep -q . || need+=(manpages-dev)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 
 from serving.guardrails.policy import GuardrailSettings
+from serving.retrieval.search import Fusion
 from streamrag.config import CommonSettings
 from streamrag.contracts import Topics
 
@@ -41,9 +42,17 @@ class ApiSettings(CommonSettings):
     hybrid_weight: float = Field(
         default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only)."
     )
-    fusion: Literal["rrf", "weighted"] = Field(
+    question_hybrid_weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Dense share for a query that reads as a natural-language question (ends with '?' or "
+        "opens with how/what/why/can/...); None: hybrid_weight for every query. A request's own "
+        "hybrid_weight overrides both.",
+    )
+    fusion: Fusion = Field(
         default="weighted",
-        description="Weighted min-max fusion: MRR 0.782 vs 0.739 for RRF (bench/RESULTS.md).",
+        description="weighted (min-max), rrf or dbsf: the retrieval study in bench/RESULTS.md compares them.",
     )
     rerank: bool = Field(
         default=False, description="Rerank by default (kept off unless the eval shows it helps)."

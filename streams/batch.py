@@ -30,9 +30,30 @@ class ChunkVectors:
     parent_text: str
     token_ids: tuple[int, ...] | None = None
     """The chunker's token ids of ``text`` when known (see :class:`streams.chunk.Chunk`)."""
+    header: str = ""
+    """Embedded before ``text`` (the document's title, ``chunk_title="every"``) but not stored as
+    part of it: the chunk is found by its document's title words, and ``text`` stays an exact
+    slice of the document."""
+    header_ids: tuple[int, ...] | None = None
+    """The token ids of ``header`` when ``token_ids`` is known too."""
     dense: tuple[float, ...] = ()
     sparse_indices: tuple[int, ...] = ()
     sparse_values: tuple[float, ...] = ()
+
+    @property
+    def embedded_text(self) -> str:
+        """What the model and the sparse encoding read: the header, a line break, the text."""
+        return f"{self.header}\n{self.text}" if self.header else self.text
+
+    @property
+    def embedded_ids(self) -> tuple[int, ...] | None:
+        """The token ids of :attr:`embedded_text` when known without tokenising it (a line break
+        adds no token), else None."""
+        if not self.header:
+            return self.token_ids
+        if self.header_ids is None or self.token_ids is None:
+            return None
+        return self.header_ids + self.token_ids
 
 
 @dataclass(frozen=True, slots=True)

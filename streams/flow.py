@@ -57,6 +57,8 @@ class Runtime:
     model_threads: ThreadPoolExecutor | None = None
     # The slices in the model, oldest first: a worker waits only for the oldest (streams.schedule).
     inflight: InFlight = field(default_factory=InFlight)
+    # chunk_title=every: the title embedded as every chunk's header.
+    title_header: steps.TitleHeader | None = None
 
     @classmethod
     def create(
@@ -76,14 +78,15 @@ class Runtime:
             settings.embedding_device,
             settings.embed_streams,
         )
+        header = settings.title_tokens if settings.chunk_title == "every" else 0
         chunker = Chunker(
             embedder.tokenizer,
             ChunkingConfig(
-                max_tokens=settings.chunk_tokens,
+                max_tokens=settings.chunk_tokens - header,
                 overlap=settings.chunk_overlap,
                 parent_max_tokens=settings.parent_tokens,
             ),
-            model_max_tokens=embedder.max_tokens,
+            model_max_tokens=embedder.max_tokens - header,
         )
         store = IndexStore(
             store or settings.qdrant.store(),
@@ -108,6 +111,7 @@ class Runtime:
             model_threads=ThreadPoolExecutor(embedder.streams, thread_name_prefix="streamrag-model")
             if settings.embed_in_background
             else None,
+            title_header=steps.TitleHeader(embedder.tokenizer, header) if header else None,
         )
 
     # --- steps (thin: the logic is in streams.steps and the collaborators) ------------------------
@@ -138,7 +142,7 @@ class Runtime:
         return steps.clean(work, clean_text)
 
     def chunk(self, work: Work) -> Work:
-        return steps.chunk(work, self.chunker)
+        return steps.chunk(work, self.chunker, self.title_header)
 
     def embed_queue(self, _resume_state: None) -> EmbedQueue:
         return EmbedQueue(

@@ -50,9 +50,23 @@ class PipelineSettings(CommonSettings):
         "a large document holds up the small ones behind it (streams.schedule).",
     )
     # Chunking (tokens of the embedder's tokenizer, special tokens excluded).
-    chunk_tokens: int = Field(default=128, ge=16)
-    chunk_overlap: int = Field(default=32, ge=0)
-    parent_tokens: int = Field(default=384, ge=16)
+    chunk_tokens: int = Field(
+        default=128,
+        ge=16,
+        description="Tokens a chunk's embedded text may hold: its window, plus the title header with "
+        "chunk_title=every (the window is title_tokens shorter then). At most the model's input less its "
+        "2 special tokens (254 for MiniLM).",
+    )
+    chunk_overlap: int = Field(default=32, ge=0, description="Tokens consecutive windows share.")
+    parent_tokens: int = Field(default=384, ge=16, description="Largest parent section (small-to-big).")
+    chunk_title: Literal["first", "every"] = Field(
+        default="first",
+        description="Where the document's title is embedded: 'first' = the title opens the first chunk; "
+        "'every' = it is embedded as a header of every chunk (not stored in the chunk's text).",
+    )
+    title_tokens: int = Field(
+        default=24, ge=1, description="With chunk_title=every: the title header's token budget (whole words)."
+    )
     # The embedding model: the packaged MiniLM unless a path (for example a fine-tuned version) is set.
     embedding_model_path: Path | None = None
     embedding_model_id: str = "sentence-transformers/all-MiniLM-L6-v2"

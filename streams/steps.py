@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from streamrag.contracts import FeatureRecord, Op, utcnow
 from streams.batch import ChunkVectors, PreparedDoc, Sourced, Work
@@ -59,18 +59,49 @@ def clean(work: Work, clean_text: Callable[[str], str]) -> Work:
     return replace(work, docs=tuple(docs), events=())
 
 
-def chunk(work: Work, chunker: Chunks) -> Work:
-    """Chunk each upsert's title and body as one text, so every chunk can be found by its title's words.
+class TitleHeader:
+    """A document's title as the header embedded with every chunk (``chunk_title="every"``).
 
-    The batch's texts are tokenised together (:meth:`Chunker.chunk_many`)."""
+    The title is cut to whole words within ``max_tokens`` tokens of ``tokenizer``, so header and
+    window fit the model together; :meth:`ids` are its tokens when its words tokenise
+    independently (a WordPiece tokenizer), so the embedder need not tokenise the pair again.
+    """
+
+    def __init__(self, tokenizer: Any, max_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def cut(self, title: str) -> tuple[str, tuple[int, ...]]:
+        """``(header, its token ids)``: the longest run of the title's first words that fits."""
+        words = title.split()
+        ids: list[int] = self._tokenizer(" ".join(words), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
+        while len(ids) > self.max_tokens and words:
+            words = words[: max(0, min(len(words) - 1, len(words) * self.max_tokens // len(ids)))]
+            ids = self._tokenizer(" ".join(words), add_special_tokens=False, verbose=False)["input_ids"]
+        return " ".join(words), tuple(ids)
+
+
+def chunk(work: Work, chunker: Chunks, header: TitleHeader | None = None) -> Work:
+    """Chunk each upsert; every chunk can be found by its document's title words.
+
+    Without ``header`` the title and body are chunked as one text (the title is the first
+    chunk's opening); with it the body alone is chunked and the title is embedded as every
+    chunk's header (:class:`TitleHeader`). The batch's texts are tokenised together
+    (:meth:`Chunker.chunk_many`)."""
     upserts = [i for i, doc in enumerate(work.docs) if doc.src.event.op is not Op.DELETE]
-    texts = [document_text(work.docs[i].title, work.docs[i].body) for i in upserts]
+    texts = [
+        work.docs[i].body if header is not None else document_text(work.docs[i].title, work.docs[i].body)
+        for i in upserts
+    ]
     cut = dict(zip(upserts, chunker.chunk_many(texts), strict=True))
     docs = []
     for i, doc in enumerate(work.docs):
         if i not in cut:
             docs.append(doc)  # a delete
             continue
+        head, head_ids = header.cut(doc.title) if header is not None and doc.title else ("", ())
         chunks = tuple(
             ChunkVectors(
                 index=c.index,
@@ -78,9 +109,13 @@ def chunk(work: Work, chunker: Chunks) -> Work:
                 parent_index=c.parent_index,
                 parent_text=c.parent_text,
                 token_ids=c.token_ids,
+                header=head,
+                header_ids=head_ids if head else None,
             )
             for c in cut[i]
         )
+        if not chunks and head:  # a document with a title and no body: the title is its text
+            chunks = (ChunkVectors(index=0, text=head, parent_index=0, parent_text=head, token_ids=head_ids),)
         docs.append(replace(doc, chunks=chunks))
     return replace(work, docs=tuple(docs))
 
@@ -119,8 +154,8 @@ class EmbedJob:
         self.work = work
         self._embedder = embedder
         chunks = [ch for doc in work.docs for ch in doc.chunks]
-        self._texts = [ch.text for ch in chunks]
-        self._ids = embedder.complete_ids(self._texts, [ch.token_ids for ch in chunks]) if chunks else []
+        self._texts = [ch.embedded_text for ch in chunks]
+        self._ids = embedder.complete_ids(self._texts, [ch.embedded_ids for ch in chunks]) if chunks else []
         self._order = sorted(range(len(chunks)), key=lambda i: -len(self._ids[i]))
         self._dense: list[list[float]] = [[] for _ in chunks]
         self._sparse: list[tuple[list[int], list[float]]] = [([], []) for _ in chunks]

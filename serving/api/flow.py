@@ -13,7 +13,7 @@ from opentelemetry.trace import NoOpTracer
 from serving.api.models import Chunk, ErrorBody, SearchRequest
 from serving.api.state import ApiState
 from serving.retrieval.expansion import expand, self_query
-from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse
+from serving.retrieval.search import Hit, SearchResult, dedupe_latest, fuse, hybrid_weight_for
 from serving.settings import ApiSettings
 from serving.tracing.recorder import RequestTrace
 from streamrag.contracts import QueryRecord, utcnow
@@ -110,11 +110,15 @@ async def retrieve(
             queries.append(rewritten)
         trace.fields["rewrites"]["expansion"] = rewritten
         rewrite_ms["expand_ms"] = (time.perf_counter() - t) * 1000
-    weight = s.hybrid_weight if req.hybrid_weight is None else req.hybrid_weight
     rerank = s.rerank if req.rerank is None else req.rerank
     fusion = req.fusion or s.fusion
     results = []
     for q in queries:
+        weight = (
+            hybrid_weight_for(q, s.hybrid_weight, s.question_hybrid_weight)
+            if req.hybrid_weight is None
+            else req.hybrid_weight
+        )
         with trace.step("retrieve", fusion=fusion, hybrid_weight=weight, rerank=rerank) as span:
             found = await asyncio.to_thread(
                 state.retriever.search, q, tenant, req.k, filters, weight, fusion, rerank

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from serving.retrieval.search import Fusion
 from streamrag.contracts import GuardrailDecision
 
 # Exact-match filter values: what Qdrant's keyword/integer/bool match takes (no floats: use ranges).
@@ -60,7 +61,9 @@ class SearchRequest(BaseModel):
         description="Equality on metadata fields (name -> value or any of values).",
     )
     hybrid_weight: float | None = Field(default=None, ge=0, le=1, description="Dense share (1 = dense only).")
-    fusion: Literal["rrf", "weighted"] | None = None
+    fusion: Fusion | None = Field(
+        default=None, description="weighted (min-max), rrf or dbsf; default: settings."
+    )
     rerank: bool | None = None
     expand: bool | None = Field(
         default=None, description="Query expansion with the generator (default: settings)."

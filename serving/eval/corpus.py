@@ -3,7 +3,8 @@
 Sources (see their modules for the labelling rules):
 
 * ``debian-faq`` (:mod:`serving.eval.faq`): FAQ question headings -> their answer sections;
-* ``manpages`` (:mod:`serving.eval.manpages`): NAME descriptions -> the rest of the page.
+* ``manpages`` (:mod:`serving.eval.manpages`): NAME descriptions -> the rest of the page;
+* ``debian-policy`` (:mod:`serving.eval.policy`): the Policy Manual's section headings -> their text.
 
 :func:`build_corpus` is deterministic: for the same arguments and the same installed files it
 returns the same corpus (ids sorted, sampling seeded). Built corpora are cached as JSONL under
@@ -22,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving.eval import faq, manpages, roff
+from serving.eval import faq, manpages, policy, roff
 from serving.eval.schema import (
     Corpus,
     CorpusError,
@@ -35,6 +36,7 @@ from serving.eval.schema import (
 
 __all__ = [
     "BUILDER_VERSION",
+    "DEFAULT_SOURCES",
     "SOURCES",
     "Corpus",
     "CorpusError",
@@ -47,8 +49,11 @@ __all__ = [
     "default_cache_dir",
 ]
 
-SOURCES: tuple[str, ...] = (faq.SOURCE, manpages.SOURCE)
-BUILDER_VERSION = 1
+SOURCES: tuple[str, ...] = (faq.SOURCE, manpages.SOURCE, policy.SOURCE)
+DEFAULT_SOURCES: tuple[str, ...] = (faq.SOURCE, manpages.SOURCE)
+"""What :func:`build_corpus` mixes when not told: the FAQ and the man pages (the Policy Manual is
+its own corpus in the retrieval study, ``streamrag eval --study``)."""
+BUILDER_VERSION = 2
 """Bump whenever extraction or labelling rules change: it is part of the cache key."""
 
 Records = tuple[list[EvalDocument], list[EvalQuery]]
@@ -64,7 +69,7 @@ def default_cache_dir() -> Path:
 def build_corpus(
     max_docs: int | None = None,
     seed: int = 0,
-    sources: Sequence[str] = SOURCES,
+    sources: Sequence[str] = DEFAULT_SOURCES,
     *,
     cache_dir: Path | None = None,
     use_cache: bool = True,
@@ -108,6 +113,8 @@ def _build(max_docs: int | None, seed: int, sources: list[str]) -> Corpus:
         quota = None if remaining is None else math.ceil(remaining / (len(sources) - position))
         if source == faq.SOURCE:
             docs, qs = _sample(faq.load_faq(), quota, random.Random(f"{source}:{seed}"))
+        elif source == policy.SOURCE:
+            docs, qs = _sample(policy.load_policy(), quota, random.Random(f"{source}:{seed}"))
         else:
             docs, qs = manpages.load_manpages(quota, seed)
         documents.extend(docs)
@@ -138,6 +145,8 @@ def _fingerprint(sources: list[str]) -> str:
         paths.extend(faq.chapter_files())
     if manpages.SOURCE in sources:
         paths.extend(page.path for page in manpages.page_files())
+    if policy.SOURCE in sources:
+        paths.extend(policy.source_files())
     for path in paths:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -11,7 +11,7 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from streamrag.contracts import ChunkPayload, sparse_encode
 from streamrag.contracts import IndexSchema as S
 from streamrag.sentence_model import freeze, id_batch, resolve_dtype
 from streamrag.store import Match, Nearest, Scored, SparseVector, VectorStore, Where
+
+Fusion = Literal["weighted", "rrf", "dbsf"]
+"""How the dense and sparse rankings are combined (:func:`fuse`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,14 @@ class QueryEncoder:
 def fuse(
     ranked: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], method: str = "rrf", k: int = 60
 ) -> list[tuple[str, float]]:
-    """Fuse ranked lists of (id, score): weighted reciprocal-rank fusion, or weighted min-max scores."""
+    """Fuse ranked lists of (id, score) into one, best first (ties by id); a list of weight 0 is skipped.
+
+    * ``rrf``: weighted reciprocal rank, ``w / (k + rank)``; scores are ignored.
+    * ``weighted``: weighted min-max scores (each list's scores mapped onto [0, 1]).
+    * ``dbsf``: distribution-based score fusion (as Qdrant's DBSF): each list's scores mapped from
+      ``[mean - 3 sd, mean + 3 sd]`` onto [0, 1] and clipped, so one outlying score does not squash
+      the others as it does under min-max.
+    """
     total: dict[str, float] = {}
     for items, w in zip(ranked, weights, strict=True):
         if not items or w == 0:
@@ -170,12 +180,66 @@ def fuse(
         if method == "rrf":
             for rank, (pid, _) in enumerate(items):
                 total[pid] = total.get(pid, 0.0) + w / (k + rank + 1)
+            continue
+        scores = np.asarray([s for _, s in items], dtype=np.float64)
+        if method == "dbsf":
+            mean, sd = float(scores.mean()), float(scores.std())
+            lo, hi = mean - 3 * sd, mean + 3 * sd
+        elif method == "weighted":
+            lo, hi = float(scores.min()), float(scores.max())
         else:
-            scores = [s for _, s in items]
-            lo, hi = min(scores), max(scores)
-            for pid, s in items:
-                total[pid] = total.get(pid, 0.0) + w * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+            raise ValueError(f"unknown fusion {method!r}: rrf, weighted or dbsf")
+        norm = np.clip((scores - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.ones_like(scores)
+        for (pid, _), value in zip(items, norm.tolist(), strict=True):
+            total[pid] = total.get(pid, 0.0) + w * value
     return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+_QUESTION_OPENERS = frozenset(
+    [
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "can",
+        "could",
+        "do",
+        "does",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "should",
+        "shall",
+        "will",
+        "would",
+        "may",
+        "might",
+        "must",
+        "i",
+        "my",
+    ]
+)
+
+
+def looks_like_question(query: str) -> bool:
+    """A natural-language question (ends with '?' or opens with an interrogative or auxiliary
+    word), as opposed to keywords or a heading. Dense retrieval serves the first kind best and
+    the lexical side helps the second (the retrieval study, bench/RESULTS.md)."""
+    text = query.strip()
+    first = text.split(maxsplit=1)[0].lower().strip("\"'(") if text else ""
+    return text.rstrip("!. ").endswith("?") or first in _QUESTION_OPENERS
+
+
+def hybrid_weight_for(query: str, weight: float, question_weight: float | None) -> float:
+    """The dense share for ``query``: ``question_weight`` for a question when it is set, else ``weight``."""
+    return question_weight if question_weight is not None and looks_like_question(query) else weight
 
 
 def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> list[Match]:
@@ -246,8 +310,12 @@ class Retriever:
         fusion: str = "rrf",
         rerank: bool = False,
         per_doc: int = 1,
+        doc_chunks: int = 1,
     ) -> SearchResult:
         """The ``k`` best chunks of the caller's documents, each document's latest version only.
+
+        Documents are ranked by the sum of their ``doc_chunks`` best chunk scores (1: by their best
+        chunk), and each is returned as its best chunks (at most ``per_doc``).
 
         Candidates come back with the few payload fields that ranking reads (:data:`RANK_FIELDS`);
         only the chunks returned (or reranked) are then read whole, in one more call. A chunk
@@ -262,7 +330,7 @@ class Retriever:
         want = max(k * 3, 10) if rerank and self.reranker is not None else k
         dense_pts, sparse_pts = self.shortlist(collection, dense, (idx, vals), flt, k, hybrid_weight)
         t2 = now()
-        ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc)
+        ranked = rank(dense_pts, sparse_pts, hybrid_weight, fusion, per_doc, doc_chunks)
         t3 = now()
         hits = self.hits(collection, tenant, ranked, want)
         t4 = now()
@@ -330,9 +398,15 @@ RANK_FIELDS = (S.TENANT, S.DOC_ID, S.VERSION)
 
 
 def rank(
-    dense_pts: list[Scored], sparse_pts: list[Scored], hybrid_weight: float, fusion: str, per_doc: int = 1
+    dense_pts: list[Scored],
+    sparse_pts: list[Scored],
+    hybrid_weight: float,
+    fusion: str,
+    per_doc: int = 1,
+    doc_chunks: int = 1,
 ) -> list[Candidate]:
-    """Fused candidates, each document's latest version only, at most ``per_doc`` chunks each."""
+    """Fused candidates, each document's latest version only, at most ``per_doc`` chunks each,
+    documents ordered by the sum of their ``doc_chunks`` best fused scores."""
     fields = {p.id: p.payload for p in (*dense_pts, *sparse_pts)}
     dense_scores = {p.id: p.score for p in dense_pts}
     sparse_scores = {p.id: p.score for p in sparse_pts}
@@ -341,22 +415,36 @@ def rank(
         [hybrid_weight, 1 - hybrid_weight],
         method=fusion,
     )
-    return dedupe_latest(
-        [
-            Candidate(
-                pid,
-                f[S.TENANT],
-                f[S.DOC_ID],
-                f[S.VERSION],
-                score,
-                dense_scores.get(pid),
-                sparse_scores.get(pid),
-            )
-            for pid, score in fused
-            for f in (fields[pid],)
-        ],
-        per_doc,
-    )
+    candidates = [
+        Candidate(
+            pid,
+            f[S.TENANT],
+            f[S.DOC_ID],
+            f[S.VERSION],
+            score,
+            dense_scores.get(pid),
+            sparse_scores.get(pid),
+        )
+        for pid, score in fused
+        for f in (fields[pid],)
+    ]
+    if doc_chunks > 1:
+        candidates = by_document_sum(dedupe_latest(candidates, doc_chunks), doc_chunks)
+    return dedupe_latest(candidates, per_doc)
+
+
+def by_document_sum(candidates: list[Candidate], n: int) -> list[Candidate]:
+    """The candidates re-ordered by document: a document's score is the sum of its ``n`` best
+    chunks' scores; its chunks keep their order among themselves (the best first)."""
+    totals: dict[tuple[str, str], float] = {}
+    taken: dict[tuple[str, str], int] = {}
+    for c in candidates:  # best first: a document's first n are its best n
+        key = (c.tenant, c.doc_id)
+        if taken.get(key, 0) < n:
+            totals[key] = totals.get(key, 0.0) + c.score
+            taken[key] = taken.get(key, 0) + 1
+    position = {id(c): i for i, c in enumerate(candidates)}
+    return sorted(candidates, key=lambda c: (-totals[(c.tenant, c.doc_id)], position[id(c)]))
 
 
 def _hit(

@@ -154,3 +154,34 @@ def test_a_model_that_cannot_be_traced_stays_eager_and_says_so(
     assert "stays eager" in caplog.text and "tracing refused" in caplog.text
     texts = [c.text for c in chunks[:5]]
     assert float(np.min(np.sum(eager.encode(texts) * library_vectors(eager, texts), axis=1))) > 0.99999
+
+
+def test_the_title_header_is_embedded_with_every_chunk_but_not_stored(embedder: Embedder) -> None:
+    from datetime import UTC, datetime
+
+    from streamrag.contracts import DocumentEvent, Op
+    from streams import steps
+    from streams.batch import PreparedDoc, Sourced, Work
+
+    header = steps.TitleHeader(embedder.tokenizer, 24)
+    chunker = Chunker(embedder.tokenizer, ChunkingConfig(128 - 24, 32, 384), embedder.max_tokens - 24)
+    doc = next(d for d in build_corpus(max_docs=12).documents if len(d.body) > 3000)
+    title = f"{doc.title} " + " ".join(["overlong"] * 40)  # cut to whole words within 24 tokens
+    event = DocumentEvent(tenant="t", doc_id="d", version=1, op=Op.UPSERT, title=title, body=doc.body,
+                          source_ts=datetime.now(UTC))  # fmt: skip
+    src = Sourced(event, "x", 0, 0)
+    work = Work("x", 0, 1, 1, docs=(PreparedDoc(src, title=title, body=clean_text(doc.body)),))
+    chunks = steps.chunk(work, chunker, header).docs[0].chunks
+    head, head_ids = header.cut(title)
+    assert len(chunks) > 2 and len(head_ids) <= 24 and title.startswith(head) and head.endswith("overlong")
+    assert all(c.header == head and c.text in clean_text(doc.body) for c in chunks)  # text: the body's slice
+    texts = [c.embedded_text for c in chunks]
+    assert all(t.startswith(head + "\n") for t in texts)
+    ids = [c.embedded_ids for c in chunks]
+    assert all(i is not None for i in ids)
+    assert [list(i) for i in ids if i is not None] == embedder.complete_ids(texts)  # no second tokenisation
+    assert max(len(i) for i in ids if i is not None) <= embedder.max_tokens - 2  # nothing truncated
+    np.testing.assert_allclose(
+        steps.embed(steps.chunk(work, chunker, header), embedder).docs[0].chunks[0].dense,
+        library_vectors(embedder, texts[:1])[0], atol=2e-5,
+    )  # fmt: skip
