@@ -325,6 +325,15 @@ def _print_citations(citations: list[dict[str, object]]) -> None:
     help="With --study: only these index variants (repeatable; names as printed).",
 )
 @click.option(
+    "--expansion",
+    "expansion_questions",
+    type=int,
+    default=0,
+    show_default=True,
+    help="With --study: also measure query expansion by the generator on this many questions per corpus "
+    "(the first index and query variant; ~2-4 s a question on 2 CPU cores).",
+)
+@click.option(
     "--query-variant",
     "query_names",
     multiple=True,
@@ -352,6 +361,7 @@ def eval_cmd(
     corpus_files: tuple[Path, ...],
     index_names: tuple[str, ...],
     query_names: tuple[str, ...],
+    expansion_questions: int,
     model_path: Path | None,
     out: Path | None,
 ) -> None:
@@ -373,7 +383,18 @@ def eval_cmd(
     if study:
         from app.study import run_study_cli
 
-        sys.exit(run_study_cli(max_docs, corpus_files, index_names, query_names, model_path, out, click.echo))
+        sys.exit(
+            run_study_cli(
+                max_docs,
+                corpus_files,
+                index_names,
+                query_names,
+                model_path,
+                out,
+                click.echo,
+                expansion_questions,
+            )
+        )
     from serving.eval.live import run_eval
 
     sys.exit(

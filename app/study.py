@@ -86,6 +86,8 @@ class QueryVariant:
     rerank: bool = False
     question_weight: float | None = None
     """The dense share for questions (:func:`~serving.retrieval.search.looks_like_question`)."""
+    identifier_weight: float | None = None
+    """The dense share for queries naming an identifier (:func:`~serving.retrieval.search.has_identifier`)."""
     only_on: tuple[str, ...] | None = None
     """Index variants this one runs on (None: all); parent reranking costs ~1 s a question on 2 cores."""
 
@@ -124,6 +126,9 @@ QUERY_VARIANTS: tuple[QueryVariant, ...] = (
     QueryVariant("weighted 0.5, questions 0.9", hybrid_weight=0.5, question_weight=0.9),
     QueryVariant("weighted 0.6, questions 0.9", hybrid_weight=0.6, question_weight=0.9),
     QueryVariant("weighted 0.7, questions 1.0", hybrid_weight=0.7, question_weight=1.0),
+    QueryVariant(
+        "weighted 0.6, questions 0.9, identifiers 0.4", 0.6, question_weight=0.9, identifier_weight=0.4
+    ),
     QueryVariant("dense, sum of 2 chunks", doc_chunks=2),
     QueryVariant("dense, sum of 3 chunks", doc_chunks=3),
     QueryVariant("dense + parent rerank", rerank=True, only_on=("tokens 254/64",)),
@@ -280,7 +285,7 @@ def run_queries(
             continue
 
         def search(text: str, k: int, v: QueryVariant = v) -> list[str]:
-            weight = hybrid_weight_for(text, v.hybrid_weight, v.question_weight)
+            weight = hybrid_weight_for(text, v.hybrid_weight, v.question_weight, v.identifier_weight)
             found = retriever.search(text, TENANT, k, hybrid_weight=weight, fusion=v.fusion,
                                      rerank=v.rerank, doc_chunks=v.doc_chunks)  # fmt: skip
             return [original.get(h.doc_id, h.doc_id) for h in found.hits]
@@ -289,14 +294,74 @@ def run_queries(
     return reports
 
 
+def expansion_rows(
+    name: str,
+    corpus: Corpus,
+    build: IndexBuild,
+    encoder: QueryEncoder,
+    generator: Any,
+    base: QueryVariant,
+    questions: int,
+    seed: int = 0,
+) -> list[StudyRow]:
+    """Query expansion as the API does it (:func:`serving.retrieval.expansion.expand`: the question
+    and the generator's keyword rewrite are both searched and fused by RRF, the question's hits
+    kept), on a seeded sample of ``questions`` questions, beside ``base`` on the same sample."""
+    import asyncio
+    import random
+
+    from serving.retrieval.expansion import expand
+    from serving.retrieval.search import dedupe_latest, fuse
+
+    sample = Corpus(corpus.documents, sorted(random.Random(seed).sample(corpus.queries, min(questions, len(corpus.queries))),
+                                            key=lambda q: q.query_id))  # fmt: skip
+    retriever = Retriever(build.store, ALIAS, encoder, candidates=40)
+    original = {to_event_id(d.doc_id): d.doc_id for d in corpus.documents}
+    rewrites: dict[str, str | None] = {}
+    started = time.perf_counter()
+    for q in sample.queries:
+        rewrites[q.text] = asyncio.run(expand(generator, q.text))
+    seconds = time.perf_counter() - started
+
+    def hits(text: str, k: int) -> list[Any]:
+        weight = hybrid_weight_for(text, base.hybrid_weight, base.question_weight, base.identifier_weight)
+        return retriever.search(text, TENANT, k, hybrid_weight=weight, fusion=base.fusion).hits
+
+    def plain(text: str, k: int) -> list[str]:
+        return [original.get(h.doc_id, h.doc_id) for h in hits(text, k)]
+
+    def expanded(text: str, k: int) -> list[str]:
+        lists = [hits(text, k)] + ([hits(r, k)] if (r := rewrites[text]) else [])
+        by_id = {h.point_id: h for found in lists for h in found}
+        fused = fuse([[(h.point_id, h.score) for h in found] for found in lists], [1.0] * len(lists))
+        return [original.get(h.doc_id, h.doc_id) for h in dedupe_latest([by_id[p] for p, _ in fused])][:k]
+
+    out = []
+    for label, fn in ((f"{base.name} (same {len(sample.queries)} questions)", plain),
+                      (f"{base.name} + query expansion", expanded)):  # fmt: skip
+        report = evaluate_retrieval(sample, fn, (1, 5, 10))
+        out.append(StudyRow(name, build.variant.name, label, report.n_queries,
+                            {m: round(e.mean, 4) for m, e in report.metrics.items()}, build.chunks,
+                            round(build.chunks_per_s, 1), round(build.bytes_on_disk / 1e6, 2),
+                            round(report.latency_ms_p50, 2),
+                            {"rewrite_s_per_question": round(seconds / max(1, len(sample.queries)), 2),
+                             "rewritten": sum(r is not None for r in rewrites.values())}))  # fmt: skip
+    return out
+
+
 def run_study(
     corpora: dict[str, Corpus],
     index_variants: Sequence[IndexVariant] = INDEX_VARIANTS,
     query_variants: Sequence[QueryVariant] = QUERY_VARIANTS,
     out: Path | None = None,
     echo: Callable[[str], None] = print,
+    generator: Any = None,
+    expansion_questions: int = 0,
 ) -> list[StudyRow]:
-    """Every (index variant x query variant) on every corpus; rows also appended to ``out`` (JSONL)."""
+    """Every (index variant x query variant) on every corpus; rows also appended to ``out`` (JSONL).
+
+    With a ``generator`` and ``expansion_questions > 0``, query expansion is measured on the first
+    index variant with the first query variant as its base (:func:`expansion_rows`)."""
     rows: list[StudyRow] = []
     root = Path(tempfile.mkdtemp(prefix="streamrag-study-"))
     embedders: dict[Path | None, tuple[Embedder, QueryEncoder]] = {}
@@ -317,20 +382,30 @@ def run_study(
                      f"({build.chunks_per_s:.0f} chunks/s), {build.bytes_on_disk / 1e6:.1f} MB")  # fmt: skip
                 try:
                     reports = run_queries(corpus, build, encoder, query_variants)
+                    extra_rows = (
+                        expansion_rows(
+                            name, corpus, build, encoder, generator, query_variants[0], expansion_questions
+                        )
+                        if generator is not None and expansion_questions > 0 and variant == index_variants[0]
+                        else []
+                    )
                 finally:
                     build.store.close()
                     shutil.rmtree(build.folder, ignore_errors=True)
-                for qname, report in reports.items():
-                    row = StudyRow(
+                built = [
+                    StudyRow(
                         name, variant.name, qname, report.n_queries,
                         {m: round(e.mean, 4) for m, e in report.metrics.items()},
                         build.chunks, round(build.chunks_per_s, 1), round(build.bytes_on_disk / 1e6, 2),
                         round(report.latency_ms_p50, 2),
                         {"truncated_chunks": build.truncated_chunks} if build.truncated_chunks else {},
-                    )  # fmt: skip
+                    )
+                    for qname, report in reports.items()
+                ]  # fmt: skip
+                for row in built + extra_rows:
                     rows.append(row)
                     echo(
-                        f"    {qname:28s} MRR@10 {row.metrics['mrr@10']:.3f}  R@5 {row.metrics['recall@5']:.3f}"
+                        f"    {row.query:28s} MRR@10 {row.metrics['mrr@10']:.3f}  R@5 {row.metrics['recall@5']:.3f}"
                     )
                     if out is not None:
                         with out.open("a", encoding="utf-8") as f:
@@ -377,6 +452,7 @@ def run_study_cli(
     model_path: Path | None,
     out: Path | None,
     echo: Callable[[str], None] = print,
+    expansion_questions: int = 0,
 ) -> int:
     """``streamrag eval --study``: run, print the table; 2 when a variant name is unknown."""
     import os
@@ -407,6 +483,39 @@ def run_study_cli(
     corpora = (
         {p.stem: load_user_corpus(p) for p in corpus_files} if corpus_files else default_corpora(max_docs)
     )
-    rows = run_study(corpora, variants, queries, out, echo)
+    generator, llm = None, None
+    if expansion_questions > 0:
+        from serving.generation.client import Generator
+        from serving.llm.launch import start_llm
+        from serving.settings import ApiSettings
+
+        api = ApiSettings()
+        llm = None if api.tgi_url else start_llm(api.llm_port)
+        generator = Generator.from_settings(api)
+    try:
+        rows = run_study(corpora, variants, queries, out, echo, generator, expansion_questions)
+    finally:
+        if llm is not None:
+            llm.stop()
     echo(markdown_table(rows))
+    echo("")
+    echo(mrr_pivot(rows))
     return 0
+
+
+def mrr_pivot(rows: Sequence[StudyRow]) -> str:
+    """MRR@10 with a row per (corpus, index variant) and a column per query variant; each corpus's
+    best in bold. The same numbers as :func:`markdown_table`, laid out to compare at a glance."""
+    queries = list(dict.fromkeys(r.query for r in rows))
+    keys = list(dict.fromkeys((r.corpus, r.index) for r in rows))
+    cell = {(r.corpus, r.index, r.query): r.metrics["mrr@10"] for r in rows}
+    best = {c: max(v for (cc, _, _), v in cell.items() if cc == c) for c, _ in keys}
+    lines = ["| corpus | index | " + " | ".join(queries) + " |", "| --- | --- |" + " --- |" * len(queries)]
+    for corpus, index in keys:
+        values = []
+        for q in queries:
+            v = cell.get((corpus, index, q))
+            text = "" if v is None else f"{v:.3f}"
+            values.append(f"**{text}**" if v is not None and v == best[corpus] else text)
+        lines.append(f"| {corpus} | {index} | " + " | ".join(values) + " |")
+    return "\n".join(lines)

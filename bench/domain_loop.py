@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from producers.publisher import Publisher
 from serving.eval.corpus import build_corpus
 from serving.eval.runner import evaluate_retrieval
 from serving.eval.schema import Corpus
-from serving.retrieval.search import QueryEncoder, Retriever
+from serving.retrieval.search import QueryEncoder, Retriever, hybrid_weight_for
 from streamrag.config import QdrantSettings
 from streamrag.contracts import DriftEvent
 from streams.embed import Embedder
@@ -70,6 +71,9 @@ def start_drift_worker(conf: dict[str, Any], topics: dict[str, str], log_path: P
         "STREAMRAG_DATA_DIR": str(data), "STREAMRAG_DRIFT__APP_ID": f"bench-loop-drift-{uuid.uuid4().hex[:6]}",
         "STREAMRAG_DRIFT__FEATURES_TOPIC": topics["features"], "STREAMRAG_DRIFT__QUERIES_TOPIC": topics["queries"],
         "STREAMRAG_DRIFT__DRIFT_TOPIC": topics["drift"],
+        # one observation per document: windows of 100 documents (A has 200, B 225)
+        "STREAMRAG_DRIFT__REFERENCE_SIZE": "100", "STREAMRAG_DRIFT__WINDOW_SIZE": "100",
+        "STREAMRAG_DRIFT__EVALUATE_EVERY": "10",
     }  # fmt: skip
     log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "consumers.drift", "run", "--loglevel", "info"],
@@ -82,8 +86,8 @@ def start_drift_worker(conf: dict[str, Any], topics: dict[str, str], log_path: P
     return proc
 
 
-def drift_events(conf: dict[str, Any], topic: str, timeout_s: float) -> list[DriftEvent]:
-    """The drift topic's events, waiting up to ``timeout_s`` for the first."""
+def drift_events(conf: dict[str, Any], topic: str, timeout_s: float, more_than: int = 0) -> list[DriftEvent]:
+    """The drift topic's events, waiting up to ``timeout_s`` for more than ``more_than`` of them."""
     consumer = Consumer(
         {**conf, "group.id": f"bench-loop-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}
     )
@@ -95,7 +99,7 @@ def drift_events(conf: dict[str, Any], topic: str, timeout_s: float) -> list[Dri
             msg = consumer.poll(1.0)
             if msg is not None and not msg.error():
                 events.append(DriftEvent.model_validate_json(msg.value() or b""))
-            elif events:
+            elif len(events) > more_than:
                 return events
         return events
     finally:
@@ -103,10 +107,17 @@ def drift_events(conf: dict[str, Any], topic: str, timeout_s: float) -> list[Dri
 
 
 def mrr(corpus: Corpus, retriever: Retriever) -> dict[str, float]:
+    """Ranking metrics of ``corpus``'s questions searched as the API searches by default."""
+    from serving.settings import ApiSettings
+
+    api = ApiSettings()
     original = {d.doc_id.replace("/", ":"): d.doc_id for d in corpus.documents}
 
     def search(text: str, k: int) -> list[str]:
-        hits = retriever.search(text, TENANT, k, hybrid_weight=1.0, fusion="weighted").hits
+        weight = hybrid_weight_for(
+            text, api.hybrid_weight, api.question_hybrid_weight, api.identifier_hybrid_weight
+        )
+        hits = retriever.search(text, TENANT, k, hybrid_weight=weight, fusion=api.fusion).hits
         return [original.get(h.doc_id, h.doc_id) for h in hits]
 
     report = evaluate_retrieval(corpus, search, (1, 5, 10))
@@ -119,6 +130,7 @@ def main() -> int:
     )
     parser.add_argument("--docs-a", type=int, default=200, help="man pages indexed first")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the whole loop")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the order in which documents arrive")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.monotonic()
@@ -138,14 +150,17 @@ def main() -> int:
     try:
         for name, corpus in (("A", a), ("B", b)):
             t = time.monotonic()
+            # A stream in no particular order: the corpora are sorted by id, and a drift detector
+            # rightly fires within a domain whose subjects arrive one after another.
+            documents = random.Random(f"{name}:{args.seed}").sample(corpus.documents, len(corpus.documents))
             with Publisher(live.kafka, topic=topics["docs"]) as pub:
-                pub.publish_many(corpus_events(corpus.documents, TENANT))
+                pub.publish_many(corpus_events(documents, TENANT))
             harness.wait(timeout_s=args.timeout)
             say(f"indexed {name} in {time.monotonic() - t:.0f} s")
             if name == "A":
-                early = drift_events(conf, topics["drift"], 5.0)
+                early = drift_events(conf, topics["drift"], 10.0)
                 say(f"drift events after A alone: {len(early)}")
-        events = drift_events(conf, topics["drift"], 300.0)
+        events = drift_events(conf, topics["drift"], 300.0, more_than=len(early))[len(early) :]
     finally:
         harness.stop()
         worker.terminate()
@@ -162,7 +177,9 @@ def main() -> int:
     settings = TrainingSettings(
         qdrant=qdrant, data_dir=tmp / "data", cache_dir=tmp / "cache", source_topics=[topics["docs"]],
         pipeline_group=group, registry=RegistryOptions(models_topic=topics["models"]),
-        training=TrainingOptions(drift_topic=topics["drift"], group_id=f"bench-loop-train-{uuid.uuid4().hex[:6]}"),
+        # auto_promote: the bench measures what a promotion does (the default only registers)
+        training=TrainingOptions(drift_topic=topics["drift"], group_id=f"bench-loop-train-{uuid.uuid4().hex[:6]}",
+                                 auto_promote=True),
     )  # fmt: skip
     t = time.monotonic()
     (outcome, *_) = DriftTrainingConsumer(settings, client).run(max_events=1, timeout_s=args.timeout)

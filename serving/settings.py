@@ -40,15 +40,27 @@ class ApiSettings(CommonSettings):
     max_k: int = 50
     candidates: int = Field(default=40, description="Per-retriever candidates before fusion.")
     hybrid_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Dense share in fusion (1 = dense only)."
+        default=0.6,
+        ge=0,
+        le=1,
+        description="Dense share in fusion (1 = dense only). 0.6 with question_hybrid_weight 0.9 was best or "
+        "within 0.7 MRR points of the best on each corpus of the retrieval study (bench/RESULTS.md).",
     )
     question_hybrid_weight: float | None = Field(
-        default=None,
+        default=0.9,
         ge=0,
         le=1,
         description="Dense share for a query that reads as a natural-language question (ends with '?' or "
         "opens with how/what/why/can/...); None: hybrid_weight for every query. A request's own "
         "hybrid_weight overrides both.",
+    )
+    identifier_hybrid_weight: float | None = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Dense share for a query naming an identifier (a word mixing letters and digits such as "
+        "ext4, a snake_case name, a command-line option), question or not: the sparse side matches those "
+        "exactly. None: no special case.",
     )
     fusion: Fusion = Field(
         default="weighted",

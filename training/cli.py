@@ -296,22 +296,27 @@ def train() -> None:
 @train.command("run")
 @click.option("--tenant", default=None, help="Train on one tenant's documents (default: all).")
 @click.option("--max-pairs", type=int, default=None, help="Training pairs (default 200).")
-@click.option("--no-promote", is_flag=True, help="Register the model but never promote it.")
-def train_run(tenant: str | None, max_pairs: int | None, no_promote: bool) -> None:
+@click.option(
+    "--promote/--no-promote",
+    default=None,
+    help="Promote the model when it beats the current one on held-out pseudo-queries (default: "
+    "STREAMRAG_TRAINING__AUTO_PROMOTE, off: register only).",
+)
+def train_run(tenant: str | None, max_pairs: int | None, promote: bool | None) -> None:
     """One training run from the current store: snapshot, fine-tune, evaluate, register, maybe promote.
 
     \b
     Examples:
-      streamrag train run
-      streamrag train run --tenant acme --max-pairs 400 --no-promote
+      streamrag train run                    # registers; promote by hand with streamrag models promote
+      streamrag train run --tenant acme --max-pairs 400 --promote
     """
     from training.run import TrainingFailed, run_training
 
     overrides: dict[str, Any] = {}
     if max_pairs is not None:
         overrides["max_pairs"] = max_pairs
-    if no_promote:
-        overrides["auto_promote"] = False
+    if promote is not None:
+        overrides["auto_promote"] = promote
     settings = _settings(**overrides)
     try:
         result = run_training(None, settings, settings.qdrant.store(), tenant=tenant)

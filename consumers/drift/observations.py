@@ -1,6 +1,11 @@
 """Contract records -> keyed observations, the unit the windows consume; pure, no I/O.
 
-A :class:`~streamrag.contracts.FeatureRecord` gives one ``document_embedding`` observation. A
+A :class:`~streamrag.contracts.FeatureRecord` of a document's first chunk gives one
+``document_embedding`` observation; its other chunks give none. The permutation test behind the
+embedding detector assumes exchangeable observations, and the chunks of one document are not: a
+window of 300 chunks holds a couple of dozen documents, so it fired on the change of subject from
+one batch of man pages to the next (2 events inside 200 shuffled man pages, bench/domain_loop.py).
+One observation per document version makes the window a sample of documents. A
 :class:`~streamrag.contracts.QueryRecord` gives up to three: ``query_embedding`` (when it carries an
 embedding), ``retrieval_score`` (its ``top_score``, when set) and, for the ``answer`` endpoint
 only, ``dont_know_rate`` (1.0 when the answer was "don't know", else 0.0; search requests have no
@@ -82,6 +87,8 @@ def _ts(value: datetime) -> float:
 def from_feature(raw: bytes, topic: str, partition: int, offset: int) -> list[KeyedObservation]:
     """The observations of one FeatureRecord value; raises ValueError if it does not parse."""
     record = FeatureRecord.model_validate_json(raw)
+    if record.chunk_index != 0:
+        return []  # one observation per document version (module docstring)
     obs = Observation(
         _vector(record.embedding, "embedding"), _ts(record.indexed_ts), f"{topic}:{partition}", offset
     )

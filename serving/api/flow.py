@@ -115,7 +115,7 @@ async def retrieve(
     results = []
     for q in queries:
         weight = (
-            hybrid_weight_for(q, s.hybrid_weight, s.question_hybrid_weight)
+            hybrid_weight_for(q, s.hybrid_weight, s.question_hybrid_weight, s.identifier_hybrid_weight)
             if req.hybrid_weight is None
             else req.hybrid_weight
         )

@@ -8,6 +8,7 @@ update the old and new chunk sets coexist for a moment; the newer wins).
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -237,9 +238,26 @@ def looks_like_question(query: str) -> bool:
     return text.rstrip("!. ").endswith("?") or first in _QUESTION_OPENERS
 
 
-def hybrid_weight_for(query: str, weight: float, question_weight: float | None) -> float:
-    """The dense share for ``query``: ``question_weight`` for a question when it is set, else ``weight``."""
-    return question_weight if question_weight is not None and looks_like_question(query) else weight
+_IDENTIFIER = re.compile(r"\b(?=\w*\d)(?=\w*[A-Za-z])\w+\b|\b[A-Za-z]\w*_\w+\b|(?:^|\s)--?[A-Za-z]")
+
+
+def has_identifier(query: str) -> bool:
+    """Whether ``query`` names an identifier: a word mixing letters and digits (``ext4``, ``E1234``),
+    a snake_case name or a command-line option. The lexical side matches those exactly where the
+    dense side blurs them (``zorbulator2`` against ``zorbulator18``), even inside a question."""
+    return _IDENTIFIER.search(query) is not None
+
+
+def hybrid_weight_for(
+    query: str, weight: float, question_weight: float | None, identifier_weight: float | None = None
+) -> float:
+    """The dense share for ``query``: ``identifier_weight`` (when set) if it names an identifier,
+    else ``question_weight`` (when set) for a natural-language question, else ``weight``."""
+    if identifier_weight is not None and has_identifier(query):
+        return identifier_weight
+    if question_weight is not None and looks_like_question(query) and not has_identifier(query):
+        return question_weight
+    return weight
 
 
 def tenant_filter(tenant: str, metadata: dict[str, Any] | None = None) -> list[Match]:

@@ -306,7 +306,8 @@ def covered(event: DriftEvent, deliveries: list[tuple[str, int, int]]) -> list[i
 
 
 def test_a_domain_shift_gives_exactly_one_event(rig: DriftRig, corpus: Corpus, producer_factory: Any) -> None:
-    producer = producer_factory()
+    # lz4, as the pipeline writes its features topic (streams.kafka_out): the worker must read it
+    producer = producer_factory(**{"compression.type": "lz4"})
     rig.start()
     rng = np.random.default_rng(7)
     # regime A: package descriptions (and steady retrieval scores), plus one record that is not JSON.

@@ -19,13 +19,14 @@ from confluent_kafka import Consumer, TopicPartition
 
 from producers.publisher import Publisher
 from streamrag.contracts import DeadLetter, IndexSchema, Op, Topics
-from streams.chunk import Chunker, ChunkingConfig
+from streams.chunk import Chunker
 from streams.clean import clean_text
 from streams.kafka_source import part_name
 from tests.utils.builders import document_event
 from tests.utils.kafka import read_from
 from tests.utils.net import free_port
 from tests.utils.pipeline import (
+    default_chunker,
     expected_points,
     final_states,
     group_progress,
@@ -48,11 +49,8 @@ def embedder() -> Any:
 
 @pytest.fixture(scope="session")
 def chunker(embedder: Any) -> Chunker:
-    return Chunker(
-        embedder.tokenizer,
-        ChunkingConfig(max_tokens=128, overlap=32, parent_max_tokens=384),
-        model_max_tokens=embedder.max_tokens,
-    )
+    """The pipeline's own chunker at its defaults (the title is each chunk's header, not in the text)."""
+    return default_chunker(embedder)
 
 
 @pytest.fixture
@@ -162,7 +160,6 @@ def test_cdc_insert_update_shorter_delete(
             harness.wait_for(f"{tenant}/{doc}", v1)
             first = doc_chunks()
             assert len(first) >= 3 and {v for v, _ in first.values()} == {v1}
-            text = "Manual\n\nA short replacement body."
             v2 = conn.execute(
                 "UPDATE documents SET body = %s WHERE tenant = %s AND id = %s RETURNING version",
                 ("A short replacement body.", tenant, doc),
@@ -170,7 +167,7 @@ def test_cdc_insert_update_shorter_delete(
             harness.wait_for(f"{tenant}/{doc}", v2)
             second = doc_chunks()
             assert {v for v, _ in second.values()} == {v2}  # no stale chunk of v1 survives
-            assert len(second) == len(chunker.chunk(text)) == 1
+            assert len(second) == len(chunker.chunk("A short replacement body.")) == 1
             conn.execute("DELETE FROM documents WHERE tenant = %s AND id = %s", (tenant, doc))
             deadline = time.monotonic() + 60
             while doc_chunks() and time.monotonic() < deadline:
@@ -368,7 +365,7 @@ def test_small_documents_overtake_a_large_one_and_offsets_are_committed_in_order
         [topic], group, tmp_path / "q", "c", topics["dlq"], None, max_batch_messages=1, embed_slice_chunks=2
     )
     tenant = f"t{uuid.uuid4().hex[:6]}"
-    big = document_event("big", tenant=tenant, body=long_body(400, "big"))
+    big = document_event("big", tenant=tenant, body=long_body(720, "big"))
     small = [
         document_event(f"s{i}", tenant=tenant, body=f"Small document {i} about brokers.") for i in range(4)
     ]
@@ -498,7 +495,7 @@ def test_two_processes_through_one_qdrant_server_are_exact_across_kill_9_of_one(
 
         final = final_states(events)
         target = final[min(key for key, ev in final.items() if ev.op is not Op.DELETE)]
-        first_chunk = chunker.chunk(f"{clean_text(target.title)}\n\n{clean_text(target.body)}")[0].text
+        first_chunk = chunker.chunk(clean_text(target.body))[0].text
         hits = (
             Retriever(server_store, collection, QueryEncoder(), candidates=50)
             .search(first_chunk, tenant, k=3)

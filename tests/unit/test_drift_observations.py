@@ -18,9 +18,9 @@ from streamrag.contracts import DriftEvent, FeatureRecord, QueryRecord
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def feature(embedding: list[float], tenant: str = "acme") -> bytes:
+def feature(embedding: list[float], tenant: str = "acme", chunk_index: int = 0) -> bytes:
     return FeatureRecord(
-        tenant=tenant, doc_id="d1", version=1, chunk_index=0, model_id="minilm", embedding=embedding,
+        tenant=tenant, doc_id="d1", version=1, chunk_index=chunk_index, model_id="minilm", embedding=embedding,
         source_ts=TS, indexed_ts=TS, source_topic="streamrag.documents", source_partition=0, source_offset=9,
     ).to_bytes()  # fmt: skip
 
@@ -39,6 +39,12 @@ def test_feature_record_gives_one_document_embedding() -> None:
     assert item.observation.ts == TS.timestamp()
     assert item.key == b"acme"
     assert np.allclose(item.observation.value, [0.1, 0.2, 0.3])
+
+
+def test_only_a_documents_first_chunk_is_observed() -> None:
+    # the chunks of one document are not exchangeable observations: one per document version
+    assert from_feature(feature([0.1, 0.2, 0.3], chunk_index=1), "features", 2, 42) == []
+    assert len(from_feature(feature([0.1, 0.2, 0.3], chunk_index=0), "features", 2, 43)) == 1
 
 
 def test_answer_query_gives_three_observations_and_search_two() -> None:

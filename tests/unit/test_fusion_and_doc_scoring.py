@@ -64,3 +64,20 @@ def test_questions_are_told_from_keywords_and_headings(query: str, question: boo
     assert looks_like_question(query) is question
     assert hybrid_weight_for(query, 0.6, 0.9) == (0.9 if question else 0.6)
     assert hybrid_weight_for(query, 0.6, None) == 0.6
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Where does the zorbulator2 daemon read its settings from?",
+        "How do I resize an ext4 file system?",
+        "What does DEB_BUILD_OPTIONS do?",
+        "Why does ls -l show a plus sign?",
+    ],
+)
+def test_a_question_naming_an_identifier_keeps_the_lexical_share(query: str) -> None:
+    from serving.retrieval.search import has_identifier, hybrid_weight_for, looks_like_question
+
+    assert looks_like_question(query) and has_identifier(query)
+    assert hybrid_weight_for(query, 0.6, 0.9) == 0.6
+    assert not has_identifier("What is a virtual package in Debian GNU/Linux?")

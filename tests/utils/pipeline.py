@@ -126,18 +126,32 @@ def final_states(events: list[DocumentEvent]) -> dict[str, DocumentEvent]:
 
 
 def expected_points(
-    events: list[DocumentEvent], chunker: Any, clean: Any, model_version: str
+    events: list[DocumentEvent], chunker: Any, clean: Any, model_version: str, title_every: bool = True
 ) -> dict[str, tuple[int, int]]:
-    """Point id -> (version, chunk index) of exactly the chunks the index must hold."""
+    """Point id -> (version, chunk index) of exactly the chunks the index must hold.
+
+    ``title_every`` (the default ``chunk_title="every"``): the body alone is cut into windows (the
+    title is every window's header; a document with a title and no body is one chunk); else the
+    title and body are cut as one text."""
     out: dict[str, tuple[int, int]] = {}
     for ev in final_states(events).values():
         if ev.op is Op.DELETE:
             continue
         title, body = clean(ev.title), clean(ev.body)
-        text = f"{title}\n\n{body}" if title and body else title or body
-        for ch in chunker.chunk(text):
-            out[chunk_point_id(ev.tenant, ev.doc_id, ev.version, ch.index, model_version)] = (
-                ev.version,
-                ch.index,
-            )
+        if title_every:
+            indexes = [ch.index for ch in chunker.chunk(body)] or ([0] if title else [])
+        else:
+            indexes = [
+                ch.index for ch in chunker.chunk(f"{title}\n\n{body}" if title and body else title or body)
+            ]
+        for index in indexes:
+            out[chunk_point_id(ev.tenant, ev.doc_id, ev.version, index, model_version)] = (ev.version, index)
     return out
+
+
+def default_chunker(embedder: Any) -> Any:
+    """The chunker the pipeline builds with its default settings (:func:`streams.flow.make_chunker`)."""
+    from streams.flow import make_chunker
+    from streams.settings import PipelineSettings
+
+    return make_chunker(PipelineSettings(), embedder.tokenizer, embedder.max_tokens)[0]
