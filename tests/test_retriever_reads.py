@@ -148,6 +148,24 @@ def test_the_dense_candidates_are_searched_with_acorn_unless_turned_off() -> Non
         )
         dense, sparse = store.requests
         assert (dense.using, dense.acorn, sparse.using, sparse.acorn) == (S.DENSE, acorn, S.SPARSE, False)
+    store = Recorder()
+    Retriever(store, COLL, encoder=None, hnsw_ef=512).shortlist(  # type: ignore[arg-type]
+        COLL, [1.0, 0.0], ([3], [1.0]), tenant_filter("t"), k=5
+    )
+    assert [r.ef for r in store.requests] == [512, None]  # the beam width is the dense search's
+
+
+def test_the_hnsw_beam_width_setting_reaches_the_dense_search_on_both_engines(client: VectorStore) -> None:
+    from streamrag.config import QdrantSettings
+
+    assert QdrantSettings().hnsw_ef is None
+    assert QdrantSettings.model_validate({"hnsw_ef": 512}).hnsw_ef == 512
+    a = pid("t", "a", 0)
+    client.upsert(COLL, [Point(a, {S.DENSE: [1.0, 0.0]}, chunk("t", "a", 1, 0, "alpha"))])
+    for ef in (None, 512):
+        retriever = Retriever(client, COLL, encoder=None, hnsw_ef=ef)  # type: ignore[arg-type]
+        dense, _ = retriever.shortlist(COLL, [1.0, 0.0], ([], []), tenant_filter("t"), k=5, hybrid_weight=1.0)
+        assert [p.id for p in dense] == [a]  # the engine takes the beam width and answers
 
 
 def test_the_grpc_setting_reaches_the_client(store_factory: Any, engine: str) -> None:

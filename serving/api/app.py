@@ -64,6 +64,7 @@ def build_state(
             settings.candidates,
             reranker=build_reranker(settings.reranker_path, encoder.model),
             acorn=settings.qdrant.acorn,
+            hnsw_ef=settings.qdrant.hnsw_ef,
         ),
         generator=Generator.from_settings(settings, generator_url),
         registry=registry,

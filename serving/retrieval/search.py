@@ -277,9 +277,11 @@ class Retriever:
         candidates: int = 40,
         reranker: Callable[[str, list[Hit]], list[Hit]] | None = None,
         acorn: bool = True,
+        hnsw_ef: int | None = None,
     ) -> None:
         self.store = store
         self.acorn = acorn
+        self.hnsw_ef = hnsw_ef
         self.collection = collection
         self.encoder = encoder
         self.candidates = candidates
@@ -376,7 +378,7 @@ class Retriever:
         in one batch request."""
         n = max(self.candidates, k * 4)
         idx, vals = sparse
-        queries = [Nearest(dense, S.DENSE, n, flt, RANK_FIELDS, acorn=self.acorn)]
+        queries = [Nearest(dense, S.DENSE, n, flt, RANK_FIELDS, ef=self.hnsw_ef, acorn=self.acorn)]
         if idx and hybrid_weight < 1:
             queries.append(Nearest(SparseVector(idx, vals), S.SPARSE, n, flt, RANK_FIELDS))
         found = self.store.search(collection, queries)
