@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from serving.eval.live import to_event_id
 from serving.eval.runner import RetrievalReport, evaluate_retrieval
@@ -204,34 +204,29 @@ class WordWindows:
 
 def _chunk(
     work: Work, variant: IndexVariant, chunker: Any, words: WordWindows | None, tokenizer: Any, limit: int
-) -> Work:
-    """The variant's chunk step: the pipeline's own for token windows with the title first or in
-    every chunk (:class:`streams.steps.TitleHeader`)."""
+) -> tuple[Work, int]:
+    """The variant's chunk step, and how many of its windows the model will cut at ``limit`` tokens.
+
+    Token windows go through the pipeline's own step (title first or in every chunk,
+    :class:`streams.steps.TitleHeader`); without the title or as word windows they are cut here."""
     if words is None and variant.title != "none":
         header = steps.TitleHeader(tokenizer, variant.title_tokens) if variant.title == "every" else None
-        return steps.chunk(work, chunker, header)
-    docs = []
+        return steps.chunk(work, chunker, header), 0
+    docs, truncated = [], 0
     for doc in work.docs:
-        title = doc.title
-        body = steps.document_text(title, doc.body) if variant.title == "first" else doc.body
+        body = steps.document_text(doc.title, doc.body) if variant.title == "first" else doc.body
         texts = words.windows(body) if words is not None else [c.text for c in chunker.chunk(body)]
-        if variant.title == "every" and title:  # word windows: the header joins the stored text
-            texts = [
-                f"{steps.TitleHeader(tokenizer, variant.title_tokens).cut(title)[0]}\n{t}" for t in texts
-            ]
         ids: list[Any] = [None] * len(texts)
         if words is not None:  # cut to the model's input as plain sentence-transformers code would
-            ids = [
-                row[: limit + 1]
-                for row in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-            ]
+            ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+            truncated += sum(len(row) > limit for row in ids)
         chunks = tuple(
             ChunkVectors(index=i, text=t, parent_index=i, parent_text=t,
                          token_ids=tuple(ids[i][:limit]) if ids[i] is not None else None)
             for i, t in enumerate(texts)
         )  # fmt: skip
         docs.append(replace(doc, chunks=chunks))
-    return replace(work, docs=tuple(docs))
+    return replace(work, docs=tuple(docs)), truncated
 
 
 def build_index(
@@ -258,10 +253,8 @@ def build_index(
     for first in range(0, len(events), BATCH_DOCS):
         batch = events[first : first + BATCH_DOCS]
         work = Work("study", 0, batch[-1].offset + 1, len(batch), events=tuple(batch))
-        work = _chunk(steps.clean(work, clean_text), variant, chunker, words, embedder.tokenizer, limit)
-        if words is not None:  # the ids were cut to limit + 1 tokens: longer means truncated
-            texts = [c.text for d in work.docs for c in d.chunks]
-            truncated += sum(len(ids) > limit for ids in embedder.complete_ids(texts))
+        work, cut = _chunk(steps.clean(work, clean_text), variant, chunker, words, embedder.tokenizer, limit)
+        truncated += cut
         work = steps.embed(work, embedder)
         chunks += index.apply(list(work.docs))
         echo(
@@ -452,6 +445,22 @@ def default_corpora(max_docs: int | None) -> dict[str, Corpus]:
     return {source: build_corpus(max_docs=max_docs, sources=[source]) for source in SOURCES}
 
 
+V = TypeVar("V", IndexVariant, QueryVariant)
+
+
+def _chosen(
+    variants: list[V], names: Sequence[str], kind: str, echo: Callable[[str], None]
+) -> list[V] | None:
+    """The ``variants`` named in ``names`` (all when empty); None, after saying why, if one is unknown."""
+    if not names:
+        return variants
+    unknown = sorted(set(names) - {v.name for v in variants})
+    if unknown:
+        echo(f"unknown {kind} variants {unknown}; known: {[v.name for v in variants]}")
+        return None
+    return [v for v in variants if v.name in names]
+
+
 def run_study_cli(
     max_docs: int | None,
     corpus_files: Sequence[Path],
@@ -468,26 +477,17 @@ def run_study_cli(
     from serving.eval.user_corpus import load_user_corpus
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    variants = [IndexVariant.shipped(), *INDEX_VARIANTS]
+    known = [IndexVariant.shipped(), *INDEX_VARIANTS]
     if model_path is not None:
-        variants.append(
+        known.append(
             IndexVariant(f"{model_path.name}, tokens 254/64, title in every chunk", chunk_tokens=254,
                          overlap=64, parent_tokens=508, title="every", model_path=model_path,
                          model_version=model_path.name.lower().replace("_", "-"))
         )  # fmt: skip
-    if index_names:
-        unknown = sorted(set(index_names) - {v.name for v in variants})
-        if unknown:
-            echo(f"unknown index variants {unknown}; known: {[v.name for v in variants]}")
-            return 2
-        variants = [v for v in variants if v.name in index_names]
-    queries = [QueryVariant.shipped(), *QUERY_VARIANTS]
-    if query_names:
-        unknown = sorted(set(query_names) - {v.name for v in queries})
-        if unknown:
-            echo(f"unknown query variants {unknown}; known: {[v.name for v in queries]}")
-            return 2
-        queries = [v for v in queries if v.name in query_names]
+    variants = _chosen(known, index_names, "index", echo)
+    queries = _chosen([QueryVariant.shipped(), *QUERY_VARIANTS], query_names, "query", echo)
+    if variants is None or queries is None:
+        return 2
     corpora = (
         {p.stem: load_user_corpus(p) for p in corpus_files} if corpus_files else default_corpora(max_docs)
     )

@@ -13,7 +13,6 @@ The numbers that choose between them (quality on three corpora, and cost) are in
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -22,6 +21,8 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from streamrag.digest import sha256_file
 
 
 class EmbedderNotAvailableError(RuntimeError):
@@ -70,14 +71,6 @@ def _pieces(card: EmbedderCard) -> list[Path]:
             )
         paths.append(Path(str(dist.locate_file(found[0]))))
     return paths
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ensure_embedder(name: str, models_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
@@ -129,7 +122,7 @@ def install_from_pieces(
         if len(roots) != 1 or not (roots[0] / "model.safetensors").is_file():
             raise EmbedderNotAvailableError(f"embedder {card.name}: the archive holds no single model folder")
         say(f"checking {card.name} (SHA-256)")
-        digest = _sha256(roots[0] / "model.safetensors")
+        digest = sha256_file(roots[0] / "model.safetensors")
         if digest != card.weights_sha256:
             raise EmbedderNotAvailableError(
                 f"embedder {card.name}: model.safetensors SHA-256 {digest} is not the official file's "

@@ -9,12 +9,13 @@ file on later calls. Nothing is downloaded at run time.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from streamrag.digest import sha256_file
 
 
 class WeightsNotAvailableError(RuntimeError):
@@ -84,14 +85,6 @@ def piece_paths(card: ModelCard) -> list[Path]:
     return paths
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ensure_weights(name: str, models_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
     """The joined GGUF file of model ``name`` under ``models_dir``, joining it first if needed.
 
@@ -125,7 +118,7 @@ def ensure_weights(name: str, models_dir: Path, progress: Callable[[str], None] 
             )
         if card.sha256 is not None:
             say(f"checking {card.file_name} (SHA-256)")
-            digest = _sha256(partial)
+            digest = sha256_file(partial)
             if digest != card.sha256:
                 raise WeightsNotAvailableError(
                     f"model {card.name}: SHA-256 {digest} is not the official file's {card.sha256}; "
